@@ -1,0 +1,5 @@
+"""Datasets: the real benchmark layouts and embedded offline datasets."""
+
+from mtbench.data.base import DataSplits, DataError
+
+__all__ = ["DataSplits", "DataError"]

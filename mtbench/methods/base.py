@@ -1,0 +1,166 @@
+"""The Method contract: how a balancing method turns K loss terms into one update.
+
+A method owns the optimiser of the multi-term part of a model (the classifier,
+or a GAN's generator). The runner builds it with Hydra::
+
+    method = instantiate(cfg.method, params=model.multi_term_parameters(),
+                         term_names=model.term_names,
+                         default_weights=model.default_weights)
+
+and a model's ``training_step`` calls ``method.step(losses)`` once per
+optimisation step. Nothing outside ``mtbench/methods`` knows which method runs.
+
+Two families:
+
+* :class:`WeightedSumMethod` (fixed weights, SoftAdapt): total = sum_i w_i L_i,
+  one backward pass, then a plain torch optimiser (Adam by default).
+* MTAdam: hands the K terms to its optimiser, which takes per-term gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def check_positive(name: str, value: float) -> None:
+    """Raise ``ValueError`` naming the key when ``value`` is not a finite number > 0."""
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def check_beta(name: str, value: float) -> None:
+    """Raise ``ValueError`` naming the key when ``value`` is outside [0, 1)."""
+    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+
+
+def make_adam(params: Iterable, lr: float = 1e-3, betas: Sequence[float] = (0.9, 0.999),
+              eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> torch.optim.Optimizer:
+    """torch.optim.Adam with the values validated (clear errors for bad config)."""
+    check_positive("lr", lr)
+    if len(betas) != 2:
+        raise ValueError(f"betas must have 2 values for Adam, got {list(betas)!r}")
+    for i, b in enumerate(betas):
+        check_beta(f"betas[{i}]", b)
+    check_positive("eps", eps)
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps,
+                            weight_decay=weight_decay, amsgrad=amsgrad)
+
+
+class Method(ABC):
+    """Base class of every balancing method.
+
+    Parameters
+    ----------
+    params:
+        The parameters of the multi-term part of the model.
+    term_names:
+        The names of the K loss terms, in the order the model declares them.
+    default_weights:
+        The model's default fixed weight per term (used by ``fixed``; other
+        methods may ignore it).
+    """
+
+    #: set by the runner: when True, a step whose terms are not all finite is
+    #: skipped (this costs one host-device sync per step).
+    skip_nonfinite: bool = False
+
+    def __init__(self, params: Iterable[Tensor], term_names: Sequence[str],
+                 default_weights: Mapping[str, float] | None = None) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        if not self.params:
+            raise ValueError("the method got no trainable parameters")
+        self.term_names = list(term_names)
+        if not self.term_names:
+            raise ValueError("the model declares no loss terms")
+        self.default_weights = dict(default_weights or {})
+        self.skipped_steps = 0
+
+    # -- the contract -----------------------------------------------------
+    def step(self, losses: Mapping[str, Tensor]) -> None:
+        """Backward + optimiser step for one batch's per-term losses."""
+        terms = self._ordered(losses)
+        if self.skip_nonfinite and not bool(torch.isfinite(torch.stack([t.detach() for t in terms])).all()):
+            self.skipped_steps += 1
+            return
+        self._step(terms)
+
+    @abstractmethod
+    def _step(self, terms: list[Tensor]) -> None:
+        """Update the parameters from the K scalar terms (in term order)."""
+
+    @abstractmethod
+    def weight_tensor(self) -> Tensor:
+        """Current effective weight of each term, shape (K,), on the device (no sync)."""
+
+    def weights(self) -> dict[str, float]:
+        """Current effective weight of each term, as Python floats (syncs once)."""
+        return dict(zip(self.term_names, self.weight_tensor().detach().float().cpu().tolist()))
+
+    @property
+    @abstractmethod
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The torch optimiser that updates ``params`` (for LR schedulers)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "skipped_steps": self.skipped_steps}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+
+    # -- helpers ----------------------------------------------------------
+    def _ordered(self, losses: Mapping[str, Tensor]) -> list[Tensor]:
+        missing = [n for n in self.term_names if n not in losses]
+        extra = [n for n in losses if n not in self.term_names]
+        if missing or extra:
+            raise KeyError(f"loss terms do not match the model's term_names: missing {missing}, unexpected {extra}")
+        return [losses[n] for n in self.term_names]
+
+    def hparams(self) -> dict[str, Any]:
+        """Key settings for TensorBoard's HPARAMS tab."""
+        return {}
+
+
+class WeightedSumMethod(Method):
+    """total = sum_i w_i * L_i, one backward pass, then a torch optimiser.
+
+    Subclasses provide :meth:`current_weights` (a (K,) tensor on the device) and
+    may update their state from the detached terms in :meth:`after_step`.
+
+    ``optimizer`` is a callable ``params -> torch.optim.Optimizer`` (Hydra:
+    ``_partial_: true``); Adam with the model's settings by default.
+    """
+
+    def __init__(self, params, term_names, default_weights=None,
+                 optimizer: Callable[..., torch.optim.Optimizer] | None = None) -> None:
+        super().__init__(params, term_names, default_weights)
+        self._optimizer = (optimizer or make_adam)(self.params)
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self._optimizer
+
+    @abstractmethod
+    def current_weights(self, like: Tensor) -> Tensor:
+        """The (K,) weights to use for this step, same device/dtype as ``like``."""
+
+    def after_step(self, detached_terms: Tensor) -> None:  # noqa: B027 - optional hook
+        """Called after each update with the (K,) detached term values (on device)."""
+
+    def _step(self, terms: list[Tensor]) -> None:
+        stacked = torch.stack([t.float() for t in terms])
+        w = self.current_weights(stacked).to(stacked.dtype)
+        total = (w * stacked).sum()
+        self._optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self._optimizer.step()
+        self.after_step(stacked.detach())
