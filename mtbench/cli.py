@@ -1,0 +1,115 @@
+"""``mtbench <command> [hydra overrides]``: the command-line entry point.
+
+Each command is a Hydra app over ``conf/<command>.yaml``; this module only
+dispatches on the first word and turns known errors into one clear line and a
+non-zero exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from hydra.errors import InstantiationException
+
+COMMANDS = {
+    "train": "train one model with one balancing method (Hydra app over conf/train.yaml)",
+}
+
+USAGE = """usage: mtbench <command> [key=value ...] [hydra flags]
+
+Multi-term loss balancing benchmarks (SoftAdapt, MTAdam).
+
+commands:
+{commands}
+
+examples:
+  mtbench train                                  # MNIST multi-term, fixed weights, offline
+  mtbench train method=mtadam seed=1
+  mtbench train -m method=fixed,mtadam seed=0,1  # Hydra multirun
+  mtbench train --help                           # every config group and its choices
+"""
+
+log = logging.getLogger("mtbench")
+
+
+def config_dir() -> Path:
+    """conf/ beside the package (a source checkout or an editable install), else the installed copy."""
+    here = Path(__file__).resolve().parent
+    for cand in (here.parent / "conf", here / "conf", Path(sys.prefix) / "share" / "mtbench" / "conf"):
+        if (cand / "train.yaml").is_file():
+            return cand
+    raise SystemExit(f"error: mtbench cannot find its conf/ folder (looked beside {here})")
+
+
+def explain(err: BaseException) -> str | None:
+    """One line for an expected error (bad config, missing data/weights), else None."""
+    from mtbench.data.base import DataError
+    from mtbench.train import NonFiniteLossError
+
+    where = ""
+    while isinstance(err, InstantiationException):
+        key = [ln.split(":", 1)[1].strip() for ln in str(err).splitlines() if ln.startswith("full_key:")]
+        where = where or (key[0] + ": " if key else "")
+        if err.__cause__ is None:
+            return str(err).splitlines()[0]
+        err = err.__cause__
+    if where and isinstance(err, (ValueError, KeyError)):
+        return where + str(err).strip("'\"")
+    if isinstance(err, (ValueError, KeyError, DataError, NonFiniteLossError, FileNotFoundError)):
+        return str(err).strip("'\"")
+    if type(err).__name__ in ("MissingWeightsError",):
+        return str(err)
+    return None
+
+
+def _train_task(cfg) -> float | None:
+    from mtbench.train import RunInterrupted, format_summary, train
+
+    try:
+        summary = train(cfg)
+    except RunInterrupted as stop:
+        print(f"interrupted at step {stop.step}: checkpoint {stop.path}; continue with "
+              f"`mtbench train <same overrides> resume=true hydra.run.dir={stop.path.parent.parent}`",
+              file=sys.stderr)
+        raise SystemExit(128 + stop.signum) from None
+    except Exception as err:  # noqa: BLE001 - turned into one line below
+        msg = explain(err)
+        if msg is None:
+            raise
+        print(f"error: {msg}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(format_summary(summary))
+    value = summary["metrics"].get(summary["primary_metric"])
+    return value
+
+
+TASKS = {"train": _train_task}
+
+
+def _run_hydra(command: str, args: list[str]) -> None:
+    import hydra
+
+    sys.argv = [f"mtbench {command}", *args]
+    app = hydra.main(config_path=str(config_dir()), config_name=command, version_base="1.3")(TASKS[command])
+    app()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        cmds = "\n".join(f"  {name:<8} {text}" for name, text in COMMANDS.items())
+        print(USAGE.format(commands=cmds))
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in TASKS:
+        print(f"error: unknown command {command!r}; choose one of: {', '.join(COMMANDS)} (mtbench --help)",
+              file=sys.stderr)
+        return 2
+    _run_hydra(command, rest)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
