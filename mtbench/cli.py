@@ -51,12 +51,13 @@ def explain(err: BaseException) -> str | None:
     where = ""
     while isinstance(err, InstantiationException):
         key = [ln.split(":", 1)[1].strip() for ln in str(err).splitlines() if ln.startswith("full_key:")]
-        where = where or (key[0] + ": " if key else "")
+        where = key[0] + ": " if key else where
         if err.__cause__ is None:
             return str(err).splitlines()[0]
         err = err.__cause__
     if where and isinstance(err, (ValueError, KeyError)):
-        return where + str(err).strip("'\"")
+        msg = str(err).strip("'\"")
+        return msg if msg.startswith(where.rstrip(": ")) else where + msg
     if isinstance(err, (ValueError, KeyError, DataError, NonFiniteLossError, FileNotFoundError)):
         return str(err).strip("'\"")
     if type(err).__name__ in ("MissingWeightsError",):

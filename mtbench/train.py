@@ -260,7 +260,7 @@ class Runner:
         finite = torch.isfinite(values)
         if not bool(finite.all()):
             row, col = (~finite).nonzero()[0].tolist()
-            bad_step, name, val = first + row + 1, steplog.names[col], values[row, col].item()
+            bad_step, name, val = first + row, steplog.names[col], values[row, col].item()
             if self.cfg.trainer.nan_policy == "raise":
                 raise NonFiniteLossError(
                     f"loss term {name!r} is {val} at step {bad_step}; the last good checkpoint is "

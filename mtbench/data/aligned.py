@@ -130,7 +130,7 @@ def aligned_splits(root: str | os.PathLike, direction: str = "AtoB", load_size: 
     """
     root = Path(root)
     hint = (f"expected the pix2pix aligned layout ROOT/{{train,val,test}}/*.jpg with A|B side by side; "
-            f"download it with `{download_command('pix2pix', root)}`, "
+            f"download it with {download_command('pix2pix', root)}, "
             f"or train offline with data=pix2pix_embedded")
     if not root.is_dir():
         raise DataError(f"pix2pix dataset folder not found: {describe(root)}; {hint}")

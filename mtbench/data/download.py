@@ -40,6 +40,7 @@ _URLS = {
 }
 #: A folder each layout must have once extracted.
 _EXPECTED = {"pix2pix": ("train",), "cyclegan": ("trainA", "trainB")}
+_LAYOUT = {"pix2pix": "train/ (and val/, test/)", "cyclegan": "trainA/, trainB/, testA/ and testB/"}
 
 
 def dataset_url(kind: str, name: str) -> str:
@@ -55,16 +56,17 @@ def dataset_url(kind: str, name: str) -> str:
 
 
 def download_command(kind: str, root: str | os.PathLike) -> str:
-    """The shell command that would create the dataset folder ``root`` (for error messages).
+    """How to create the dataset folder ``root``, for error messages (the command in backquotes).
 
     When ``root``'s last component is a known dataset name, the command downloads
     exactly that folder; otherwise it shows the default dataset as an example.
     """
     root = Path(root)
     if root.name in DATASETS.get(kind, ()):
-        return f"python -m mtbench.data.download {kind} {root.name} --root {root.parent}"
+        return f"`python -m mtbench.data.download {kind} {root.name} --root {root.parent}`"
     example = "facades" if kind == "pix2pix" else "horse2zebra"
-    return f"python -m mtbench.data.download {kind} {example} --root DIR (creates DIR/{example})"
+    return (f"`python -m mtbench.data.download {kind} {example} --root DIR` "
+            f"(creates DIR/{example}; then set root to it)")
 
 
 def download(kind: str, name: str, root: str | os.PathLike = "data") -> Path:

@@ -86,12 +86,20 @@ def _stratified(labels: np.ndarray, n_test: int, n_val: int) -> tuple[np.ndarray
     return np.concatenate(train), np.concatenate(val), np.concatenate(test)
 
 
-def mnist5k(val_per_class: int = 0) -> DataSplits:
-    """The embedded 5,000-digit MNIST: 4,000 train / 1,000 test, stratified (see module doc)."""
+def mnist5k(val_per_class: int = 0, train_per_class: int | None = None) -> DataSplits:
+    """The embedded 5,000-digit MNIST: 4,000 train / 1,000 test, stratified (see module doc).
+
+    ``train_per_class`` keeps only the first that many training digits of each
+    class (quick experiments and tests); None keeps all.
+    """
     if val_per_class < 0 or val_per_class >= 400:
         raise ValueError(f"data.val_per_class must be in [0, 400), got {val_per_class}")
+    if train_per_class is not None and not 1 <= train_per_class <= 400 - val_per_class:
+        raise ValueError(f"data.train_per_class must be in [1, {400 - val_per_class}] or null, got {train_per_class}")
     images, labels = load_mnist5k_arrays()
     tr, va, te = _stratified(labels, n_test=100, n_val=val_per_class)
+    if train_per_class is not None:
+        tr = np.concatenate([tr[labels[tr] == c][:train_per_class] for c in range(10)])
     x, y = torch.from_numpy(images), torch.from_numpy(labels)
     val = DigitsDataset(x[va], y[va]) if val_per_class else None
     return DataSplits(train=DigitsDataset(x[tr], y[tr]), val=val, test=DigitsDataset(x[te], y[te]), name="mnist5k")

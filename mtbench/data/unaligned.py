@@ -122,7 +122,7 @@ def unaligned_splits(root: str | os.PathLike, load_size: int = 286, crop_size: i
     """
     root = Path(root)
     hint = (f"expected the CycleGAN layout ROOT/{{trainA,trainB,testA,testB}}/*.jpg; "
-            f"download it with `{download_command('cyclegan', root)}`, "
+            f"download it with {download_command('cyclegan', root)}, "
             f"or train offline with data=cyclegan_embedded")
     if not root.is_dir():
         raise DataError(f"CycleGAN dataset folder not found: {describe(root)}; {hint}")

@@ -43,14 +43,15 @@ def check_beta(name: str, value: float) -> None:
 def make_adam(params: Iterable, lr: float = 1e-3, betas: Sequence[float] = (0.9, 0.999),
               eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> torch.optim.Optimizer:
     """torch.optim.Adam with the values validated (clear errors for bad config)."""
-    check_positive("lr", lr)
+    key = "method.optimizer"  # lr and betas default to model.optim.lr / model.optim.betas
+    check_positive(f"{key}.lr", lr)
     if len(betas) != 2:
-        raise ValueError(f"betas must have 2 values for Adam, got {list(betas)!r}")
+        raise ValueError(f"{key}.betas must have 2 values for Adam, got {list(betas)!r}")
     for i, b in enumerate(betas):
-        check_beta(f"betas[{i}]", b)
-    check_positive("eps", eps)
+        check_beta(f"{key}.betas[{i}]", b)
+    check_positive(f"{key}.eps", eps)
     if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        raise ValueError(f"{key}.weight_decay must be >= 0, got {weight_decay!r}")
     return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps,
                             weight_decay=weight_decay, amsgrad=amsgrad)
 

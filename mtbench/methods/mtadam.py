@@ -123,6 +123,7 @@ class MTAdam(torch.optim.Optimizer):
         defaults["betas"] = tuple(float(b) for b in betas)
         self._effective_weights: Tensor | None = None
         self._rank_cache: dict[tuple, Tensor] = {}
+        self._scratch: dict[Tensor, tuple[Tensor, Tensor, Tensor]] = {}
         super().__init__(params, defaults)
 
     # -- configuration ------------------------------------------------------
@@ -154,6 +155,7 @@ class MTAdam(torch.optim.Optimizer):
         super().__setstate__(state)
         self.__dict__.setdefault("_effective_weights", None)
         self.__dict__.setdefault("_rank_cache", {})
+        self.__dict__.setdefault("_scratch", {})
         for group in self.param_groups:
             group.setdefault("amsgrad", False)
 
@@ -206,6 +208,13 @@ class MTAdam(torch.optim.Optimizer):
         params = [p for g in self.param_groups for p in g["params"] if p.requires_grad]
         if not params:
             return
+        self._prepare(params, k)
+        norms = self._term_grads(losses, params)
+        with torch.no_grad():
+            self._update(norms, ranks)
+
+    def _prepare(self, params: list[Tensor], k: int) -> None:
+        """Check K against the state; create state and scratch buffers."""
         for p in params:
             st = self.state.get(p)
             if st:
@@ -213,39 +222,7 @@ class MTAdam(torch.optim.Optimizer):
                     raise ValueError(f"the number of loss terms changed: this optimizer was stepped with "
                                      f"{st['norms'].shape[0]} terms, now got {k}")
                 break
-
-        grads = self._term_grads(losses, params)
-        with torch.no_grad():
-            self._update(grads, params, ranks)
-
-    @staticmethod
-    def _term_grads(losses: list[Tensor], params: list[Tensor]) -> list[list[Tensor | None]]:
-        """grads[i][j] = dL_i/dp_j, or None where term i has no path to p_j."""
-        need = [i for i, loss in enumerate(losses) if loss.requires_grad]
-        last = need[-1] if need else -1
-        grads: list[list[Tensor | None]] = []
-        for i, loss in enumerate(losses):
-            if not loss.requires_grad:
-                grads.append([None] * len(params))
-                continue
-            gs = torch.autograd.grad(loss.reshape(()), params, retain_graph=i < last, allow_unused=True)
-            for g in gs:
-                if g is not None and g.is_sparse:
-                    raise RuntimeError("MTAdam does not support sparse gradients")
-            grads.append(list(gs))
-        return grads
-
-    def _update(self, grads: list[list[Tensor | None]], params: list[Tensor], ranks: tuple[float, ...]) -> None:
-        k = len(grads)
-        index = {p: j for j, p in enumerate(params)}
-        ew_sum: Tensor | None = None
-        ew_cnt: Tensor | None = None
-
         for group in self.param_groups:
-            lr, eps, wd, amsgrad = group["lr"], group["eps"], group["weight_decay"], group["amsgrad"]
-            beta1, beta2, beta3 = group["betas"]
-            # buckets of parameters that can be processed together
-            buckets: dict[tuple, list[Tensor]] = {}
             for p in group["params"]:
                 if not p.requires_grad:
                     continue
@@ -255,25 +232,79 @@ class MTAdam(torch.optim.Optimizer):
                     st["norms"] = torch.zeros(k, dtype=p.dtype, device=p.device)
                     st["exp_avg"] = torch.zeros((k, *p.shape), dtype=p.dtype, device=p.device)
                     st["exp_avg_sq"] = torch.zeros((k, *p.shape), dtype=p.dtype, device=p.device)
-                if amsgrad and "max_exp_avg_sq" not in st:
+                if group["amsgrad"] and "max_exp_avg_sq" not in st:
                     st["max_exp_avg_sq"] = torch.zeros_like(st["exp_avg_sq"])
-                buckets.setdefault((int(st["step"]), p.device, p.dtype), []).append(p)
+                sc = self._scratch.get(p)
+                if sc is None or sc[0].shape[0] != k or sc[0].dtype != p.dtype or sc[0].device != p.device:
+                    # persistent work buffers (not state): the K gradients of p, D and sum_i m_i.
+                    # Re-using them avoids allocating fresh memory every step (page faults on CPU).
+                    self._scratch[p] = (torch.empty((k, *p.shape), dtype=p.dtype, device=p.device),
+                                        torch.empty_like(p, memory_format=torch.contiguous_format),
+                                        torch.empty_like(p, memory_format=torch.contiguous_format))
 
-            for (prev_t, device, dtype), ps in buckets.items():
+    def _term_grads(self, losses: list[Tensor], params: list[Tensor]) -> list[list[Tensor]]:
+        """Write dL_i/dp into row i of p's gradient buffer (zeros where term i has
+        no path to p); return norms[i][j] = ||dL_i/dp_j|| as 0-d tensors."""
+        need = [i for i, loss in enumerate(losses) if loss.requires_grad]
+        last = need[-1] if need else -1
+        bufs = [self._scratch[p][0] for p in params]
+        zeros = {}
+        norms: list[list[Tensor]] = []
+        for i, loss in enumerate(losses):
+            if loss.requires_grad:
+                gs = torch.autograd.grad(loss.reshape(()), params, retain_graph=i < last, allow_unused=True)
+            else:
+                gs = (None,) * len(params)
+            have = [j for j, g in enumerate(gs) if g is not None]
+            miss = [j for j, g in enumerate(gs) if g is None]
+            present = [gs[j] for j in have]
+            for g in present:
+                if g.is_sparse:
+                    raise RuntimeError("MTAdam does not support sparse gradients")
+            row: list[Tensor] = [None] * len(params)  # type: ignore[list-item]
+            if present:
+                torch._foreach_copy_([bufs[j][i] for j in have], present)
+                for j, n in zip(have, torch._foreach_norm(present)):
+                    row[j] = n
+            if miss:
+                torch._foreach_zero_([bufs[j][i] for j in miss])
+                for j in miss:
+                    key = (params[j].device, params[j].dtype)
+                    if key not in zeros:
+                        zeros[key] = torch.zeros((), dtype=params[j].dtype, device=params[j].device)
+                    row[j] = zeros[key]
+            norms.append(row)
+            del gs, present
+        return norms
+
+    def _update(self, norms: list[list[Tensor]], ranks: tuple[float, ...]) -> None:
+        k = len(norms)
+        ew_sum: Tensor | None = None
+        ew_cnt: Tensor | None = None
+        col = 0  # column of the current parameter in norms (params that require grad, group order)
+
+        for group in self.param_groups:
+            lr, eps, wd, amsgrad = group["lr"], group["eps"], group["weight_decay"], group["amsgrad"]
+            beta1, beta2, beta3 = group["betas"]
+            # buckets of parameters processed together: same step count, device and dtype
+            buckets: dict[tuple, list[tuple[Tensor, int]]] = {}
+            for p in group["params"]:
+                if not p.requires_grad:
+                    continue
+                buckets.setdefault((int(self.state[p]["step"]), p.device, p.dtype), []).append((p, col))
+                col += 1
+
+            for (prev_t, device, dtype), members in buckets.items():
                 t = prev_t + 1
+                ps = [p for p, _ in members]
+                cols = [c for _, c in members]
                 npar = len(ps)
                 states = [self.state[p] for p in ps]
-                cols = [index[p] for p in ps]
-                zero = torch.zeros((), dtype=dtype, device=device)
+                scratch = [self._scratch[p] for p in ps]
+                gbufs = [s[0] for s in scratch]
 
-                # 1-2. per-term gradient norms, then the running norms n (K, P)
-                flat_norms: list[Tensor] = []
-                for i in range(k):
-                    gi = [grads[i][c] for c in cols]
-                    present = [g for g in gi if g is not None]
-                    it = iter(torch._foreach_norm(present) if present else ())
-                    flat_norms.extend(next(it) if g is not None else zero for g in gi)
-                gn = torch.stack(flat_norms).view(k, npar)
+                # 2. running norms n (K, P); all K updated before any rescaling
+                gn = torch.stack([norms[i][c] for i in range(k) for c in cols]).view(k, npar)
                 if t == 1:
                     n = gn
                 else:
@@ -296,51 +327,36 @@ class MTAdam(torch.optim.Optimizer):
                     ew_sum = ew_sum + s_sum.to(ew_sum.device, ew_sum.dtype)
                     ew_cnt = ew_cnt + s_cnt.to(ew_cnt.device)
 
-                # 4-5. rescaled gradients (+ weight decay), term-major, one per (i, p)
-                scale_items = scale.unbind(0)
-                g_have, s_have, pos_have = [], [], []
-                g_new: list[Tensor | None] = [None] * (k * npar)
-                for i in range(k):
-                    si = scale_items[i].unbind(0)
-                    for j, c in enumerate(cols):
-                        g = grads[i][c]
-                        if g is None:
-                            g_new[i * npar + j] = torch.zeros_like(ps[j])
-                        else:
-                            g_have.append(g)
-                            s_have.append(si[j])
-                            pos_have.append(i * npar + j)
-                if g_have:
-                    for pos, g in zip(pos_have, torch._foreach_mul(g_have, s_have)):
-                        g_new[pos] = g
-                g_all: list[Tensor] = g_new  # type: ignore[assignment]
+                torch._foreach_mul_(gbufs, [s.view(k, *([1] * p.dim())) for s, p in zip(scale.unbind(1), ps)])
+                # 5. weight decay
                 if wd != 0:
-                    torch._foreach_add_(g_all, ps * k, alpha=wd)
+                    torch._foreach_add_(gbufs, ps, alpha=wd)
 
-                # 6. moments, one row per (term, parameter)
-                m_rows = [st["exp_avg"][i] for i in range(k) for st in states]
-                v_rows = [st["exp_avg_sq"][i] for i in range(k) for st in states]
-                torch._foreach_lerp_(m_rows, g_all, 1 - beta1)
-                torch._foreach_mul_(v_rows, beta2)
-                torch._foreach_addcmul_(v_rows, g_all, g_all, value=1 - beta2)
-                del g_all, g_new, g_have
+                # 6. moments, stacked (K, *p.shape) per parameter
+                ms = [st["exp_avg"] for st in states]
+                vs = [st["exp_avg_sq"] for st in states]
+                torch._foreach_lerp_(ms, gbufs, 1 - beta1)
+                torch._foreach_mul_(vs, beta2)
+                torch._foreach_addcmul_(vs, gbufs, gbufs, value=1 - beta2)
                 if amsgrad:
-                    vmax_rows = [st["max_exp_avg_sq"][i] for i in range(k) for st in states]
-                    torch._foreach_maximum_(vmax_rows, v_rows)
-                    vs = [st["max_exp_avg_sq"] for st in states]
-                else:
-                    vs = [st["exp_avg_sq"] for st in states]
+                    vmax = [st["max_exp_avg_sq"] for st in states]
+                    torch._foreach_maximum_(vmax, vs)
+                    vs = vmax
 
                 # 7. shared denominator D = max_i sqrt(v_i) / sqrt(bc2) + eps
+                #    (= sqrt(max_i v_i) / sqrt(bc2) + eps exactly, sqrt being monotone)
                 bc1 = 1 - beta1 ** t
                 bc2 = 1 - beta2 ** t
-                denom = [v.amax(0) for v in vs]
+                denom = [s[1] for s in scratch]
+                m_sum = [s[2] for s in scratch]
+                for v, m, d, s in zip(vs, ms, denom, m_sum):
+                    torch.amax(v, 0, out=d)
+                    torch.sum(m, 0, out=s)
                 torch._foreach_sqrt_(denom)
                 torch._foreach_div_(denom, math.sqrt(bc2))
                 torch._foreach_add_(denom, eps)
 
                 # 8. p <- p - lr / bc1 * sum_i m_i / D
-                m_sum = [st["exp_avg"].sum(0) for st in states]
                 torch._foreach_addcdiv_(ps, m_sum, denom, value=-lr / bc1)
                 for st in states:
                     st["step"] = t

@@ -1,0 +1,35 @@
+# mtbench: `make help` lists the targets. The environment (.venv) is created when missing.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+ARGS   ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help env train test test-fast bench clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/mtbench: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(BIN)/mtbench
+
+env: $(BIN)/mtbench ## create .venv and install mtbench with its dev extras
+
+train: $(BIN)/mtbench ## run the default experiment (MNIST multi-term, fixed weights, offline); ARGS="method=mtadam" to change it
+	$(BIN)/mtbench train $(ARGS)
+
+test: $(BIN)/mtbench ## run the test suite (CPU, offline)
+	$(BIN)/python -m pytest $(ARGS)
+
+test-fast: $(BIN)/mtbench ## the suite without the slow end-to-end tests
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+bench: $(BIN)/mtbench ## step-time ratios of the balancing methods (writes nothing; see results/performance.md)
+	$(BIN)/python scripts/bench_methods.py $(ARGS)
+
+clean: ## remove caches (keeps .venv and runs/)
+	rm -rf .pytest_cache build *.egg-info
+	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +

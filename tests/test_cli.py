@@ -1,0 +1,84 @@
+"""The console script as a user runs it: help, bad input, a real run, multirun, SIGTERM + resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+MTBENCH = [sys.executable, "-m", "mtbench.cli"]
+
+
+def run(args, cwd, timeout=240, **kw):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([*MTBENCH, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, **kw)
+
+
+def test_top_level_help_lists_the_commands(tmp_path):
+    r = run(["--help"], tmp_path)
+    assert r.returncode == 0 and "train" in r.stdout and "usage: mtbench" in r.stdout
+
+
+def test_train_help_lists_every_config_group_and_choice(tmp_path):
+    r = run(["train", "--help"], tmp_path)
+    assert r.returncode == 0
+    for word in ["model:", "method:", "data:", "device:", "trainer:", "experiment:", "mtadam",
+                 "softadapt_loss_weighted", "softadapt_normalized", "mnist5k", "mnist_unbalanced"]:
+        assert word in r.stdout, word
+
+
+def test_unknown_command_and_unknown_choice_fail_clearly(tmp_path):
+    r = run(["trian"], tmp_path)
+    assert r.returncode == 2 and "unknown command 'trian'" in r.stderr
+    r = run(["train", "method=nope"], tmp_path)
+    assert r.returncode != 0 and "method/nope" in r.stderr and "mtadam" in r.stderr
+
+
+def test_bad_value_is_one_line_and_nonzero(tmp_path):
+    r = run(["train", "method=softadapt", "method.window=1", "hydra.run.dir=out"], tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == "error: window must be >= 2, got 1"
+    assert "Traceback" not in r.stderr
+
+
+def test_real_run_and_multirun_from_another_directory(tmp_path):
+    r = run(["train", "trainer.max_steps=3", "trainer.batch_size=16", "trainer.progress=false"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1].startswith("done: mnist/fixed seed 0 | acc ")
+    [summary] = list((tmp_path / "runs" / "mnist" / "fixed").glob("*/summary.json"))
+    assert json.loads(summary.read_text())["steps"] == 3
+    r = run(["train", "-m", "method=fixed,softadapt", "seed=0,1", "trainer.max_steps=2",
+             "trainer.batch_size=16", "trainer.progress=false"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    jobs = sorted(p.parent.name for p in (tmp_path / "runs" / "multirun").glob("*/*/summary.json"))
+    assert jobs == ["0_mnist_fixed_s0", "1_mnist_fixed_s1", "2_mnist_softadapt_s0", "3_mnist_softadapt_s1"]
+
+
+def test_sigterm_writes_a_checkpoint_and_resume_finishes(tmp_path):
+    args = ["train", "trainer.max_steps=100000", "trainer.batch_size=16", "trainer.log_every=5",
+            "trainer.progress=false", "hydra.run.dir=run"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([*MTBENCH, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    metrics = Path(tmp_path / "run" / "metrics.jsonl")
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and metrics.stat().st_size > 0):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "resume=true" in err
+    import torch
+
+    ckpt = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
+    assert 5 <= ckpt["step"] < 100000 and not ckpt["finished"]
+    r = run(["train", "trainer.max_steps=" + str(ckpt["step"] + 3), "trainer.batch_size=16",
+             "trainer.progress=false", "hydra.run.dir=run", "resume=true"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "run/summary.json").read_text())["steps"] == ckpt["step"] + 3

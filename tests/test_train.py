@@ -1,0 +1,204 @@
+"""The runner end to end: every method through Hydra compose, resume, signals, NaN policy, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from conftest import compose_cfg, load_ckpt
+from mtbench.models.mnist import MNISTModel
+from mtbench.train import NonFiniteLossError, RunInterrupted, train
+from mtbench.utils import ConfigError
+
+METHODS = ["fixed", "softadapt", "softadapt_normalized", "softadapt_loss_weighted", "mtadam"]
+SMALL = ["trainer.batch_size=32", "trainer.eval_batch_size=500"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_and_writes_a_run_dir(run_train, method):
+    summary, out = run_train([f"method={method}", "trainer.max_steps=6", "method.update_every=1"
+                              if method.startswith("softadapt") else "seed=0", *SMALL])
+    assert summary["steps"] == 6 and summary["method"] == method and summary["model"] == "mnist"
+    assert 0.0 <= summary["metrics"]["acc"] <= 1.0
+    assert json.loads((out / "summary.json").read_text())["metrics"] == summary["metrics"]
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    logged = [r for r in lines if "loss/term_0" in r]
+    assert [r["step"] for r in logged] == [2, 4, 6]
+    for r in logged:
+        for c in range(10):
+            assert f"loss/term_{c}" in r and f"weight/term_{c}" in r
+    assert any("eval/acc" in r for r in lines)
+    assert list(out.glob("events.out.tfevents.*"))
+    ckpt = load_ckpt(out)  # weights_only=True works
+    assert ckpt["finished"] and ckpt["step"] == 6
+    if method.startswith("softadapt"):  # weights moved away from 1 after the first updates
+        w = logged[-1]
+        assert any(abs(w[f"weight/term_{c}"] - 1.0) > 1e-6 for c in range(10))
+        assert sum(w[f"weight/term_{c}"] for c in range(10)) == pytest.approx(10.0, rel=1e-4)
+
+
+def test_tensorboard_has_terms_weights_eval_and_hparams(run_train):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, out = run_train(["method=mtadam", "trainer.max_steps=4", *SMALL])
+    acc = EventAccumulator(str(out))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {f"loss/term_{c}" for c in range(10)} <= tags
+    assert {f"weight/term_{c}" for c in range(10)} <= tags
+    assert {"eval/acc", "time/step_ms"} <= tags
+    hp = EventAccumulator(str(out), size_guidance={"tensors": 0})
+    hp.Reload()
+    # add_hparams writes the plugin data the HPARAMS tab reads
+    assert "hparams" in hp.PluginTagToContent("hparams") or hp.PluginTagToContent("hparams")
+
+
+def _train_with_signal_at(cfg, out, stop_step: int):
+    """Run cfg; at step ``stop_step`` send ourselves SIGTERM (the real handler path)."""
+    original = MNISTModel.training_step
+    count = {"n": 0}
+
+    def step(self, batch, method):
+        logs = original(self, batch, method)
+        count["n"] += 1
+        if count["n"] == stop_step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return logs
+
+    MNISTModel.training_step = step
+    try:
+        with pytest.raises(RunInterrupted) as info:
+            train(cfg, out=out)
+    finally:
+        MNISTModel.training_step = original
+    return info.value
+
+
+@pytest.mark.parametrize("method", ["fixed", "softadapt_loss_weighted", "mtadam"])
+def test_resume_after_sigterm_ends_with_identical_parameters(tmp_path, method):
+    # 100 digits / batch 25 = 4 steps per epoch: the stop at step 6 is mid-epoch, after an epoch boundary
+    common = [f"method={method}", "data.train_per_class=10", "trainer.batch_size=25", "trainer.max_steps=10", "trainer.progress=false",
+              "trainer.log_every=3", "trainer.checkpoint_every=null", "device=cpu", "seed=3"]
+    if method.startswith("softadapt"):
+        common.append("method.update_every=2")
+    full = train(compose_cfg(common), out=tmp_path / "full")
+    stop = _train_with_signal_at(compose_cfg(common), tmp_path / "part", stop_step=6)
+    assert stop.signum == signal.SIGTERM and stop.step == 6
+    mid = load_ckpt(tmp_path / "part")
+    assert mid["step"] == 6 and mid["epoch"] == 1 and mid["batch_in_epoch"] == 2 and not mid["finished"]
+    resumed = train(compose_cfg([*common, "resume=true"]), out=tmp_path / "part")
+    a, b = load_ckpt(tmp_path / "full")["model"], load_ckpt(tmp_path / "part")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert resumed["metrics"] == full["metrics"]
+    assert resumed["steps"] == 10
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    base = ["trainer.max_steps=2", "trainer.progress=false", "device=cpu", *SMALL]
+    train(compose_cfg(base), out=tmp_path / "r")
+    with pytest.raises(ConfigError, match=r"differs .*\['method'\]"):
+        train(compose_cfg([*base, "trainer.max_steps=4", "method=mtadam", "resume=true"]), out=tmp_path / "r")
+
+
+def test_resume_of_a_finished_run_continues_to_a_larger_budget(tmp_path):
+    base = ["trainer.progress=false", "device=cpu", *SMALL]
+    train(compose_cfg([*base, "trainer.max_steps=2"]), out=tmp_path / "r")
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        train(compose_cfg([*base, "trainer.max_steps=2", "resume=true"]), out=tmp_path / "r")
+    s = train(compose_cfg([*base, "trainer.max_steps=4", "resume=true"]), out=tmp_path / "r")
+    assert s["steps"] == 4
+
+
+def test_existing_run_dir_is_never_overwritten(tmp_path):
+    base = ["trainer.max_steps=2", "trainer.progress=false", "device=cpu", *SMALL]
+    train(compose_cfg(base), out=tmp_path / "r")
+    before = (tmp_path / "r" / "summary.json").read_bytes(), (tmp_path / "r/checkpoints/last.pt").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(compose_cfg(base), out=tmp_path / "r")
+    after = (tmp_path / "r" / "summary.json").read_bytes(), (tmp_path / "r/checkpoints/last.pt").read_bytes()
+    assert before == after
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        train(compose_cfg(["resume=true", "device=cpu"]), out=tmp_path / "empty")
+
+
+def test_unreadable_checkpoint_names_the_file(tmp_path):
+    (tmp_path / "r" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "r" / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match=r"cannot read checkpoint .*last\.pt"):
+        train(compose_cfg(["resume=true", "device=cpu", "trainer.progress=false"]), out=tmp_path / "r")
+
+
+def _nan_at(step_to_break: int):
+    original = MNISTModel.terms
+    count = {"n": 0}
+
+    def terms(self, x, y):
+        t = original(self, x, y)
+        count["n"] += 1
+        if count["n"] == step_to_break:
+            t["term_3"] = t["term_3"] * float("nan")
+        return t
+
+    return original, terms
+
+
+def test_nan_policy_raise_names_the_term_and_step_and_keeps_the_last_checkpoint(tmp_path):
+    cfg = compose_cfg(["trainer.max_steps=12", "trainer.progress=false", "trainer.log_every=4",
+                       "trainer.checkpoint_every=4", "device=cpu", *SMALL])
+    original, broken = _nan_at(7)
+    MNISTModel.terms = broken
+    try:
+        with pytest.raises(NonFiniteLossError, match=r"'term_3' is nan at step 7"):
+            train(cfg, out=tmp_path / "r")
+    finally:
+        MNISTModel.terms = original
+    ckpt = load_ckpt(tmp_path / "r")
+    assert ckpt["step"] == 4  # the last good checkpoint, not one written after the NaN
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_nan_policy_skip_skips_the_step_and_finishes(tmp_path):
+    cfg = compose_cfg(["trainer.max_steps=6", "trainer.progress=false", "trainer.log_every=3",
+                       "trainer.nan_policy=skip", "device=cpu", *SMALL])
+    original, broken = _nan_at(2)
+    MNISTModel.terms = broken
+    try:
+        s = train(cfg, out=tmp_path / "r")
+    finally:
+        MNISTModel.terms = original
+    assert s["skipped_nonfinite_steps"] >= 1
+    ckpt = load_ckpt(tmp_path / "r")
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.optim.lr=0", "method.optimizer.lr must be a finite number > 0"),
+    ("model.optim.betas=[0.9,1.0]", r"betas\[1\] must be in \[0, 1\)"),
+    ("trainer.batch_size=0", "trainer.batch_size must be an integer >= 1"),
+    ("trainer.nan_policy=ignore", "trainer.nan_policy must be 'raise' or 'skip'"),
+    ("device=cuda", "no CUDA device"),
+])
+def test_bad_values_are_rejected_with_the_key(tmp_path, override, message):
+    if override == "device=cuda" and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    from hydra.errors import InstantiationException
+
+    from mtbench.cli import explain
+
+    overrides = ["trainer.progress=false", override] if override.startswith("device") else \
+        ["trainer.progress=false", "device=cpu", override]
+    with pytest.raises((ValueError, InstantiationException)) as info:
+        train(compose_cfg(overrides), out=tmp_path / "r")
+    import re
+
+    assert re.search(message, explain(info.value))
+    assert not (tmp_path / "r" / "checkpoints").exists()
