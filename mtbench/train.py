@@ -107,9 +107,9 @@ def make_train_loader(ds: Dataset, cfg: DictConfig, seed: int, pos: Position, de
                       persistent_workers=False)
 
 
-def make_eval_loader(ds: Dataset, cfg: DictConfig, device: torch.device) -> DataLoader:
+def make_eval_loader(ds: Dataset, cfg: DictConfig, device: torch.device, batch_size: int | None = None) -> DataLoader:
     workers = _num_workers(cfg.trainer.num_workers, device)
-    return DataLoader(ds, batch_size=cfg.trainer.eval_batch_size, shuffle=False, num_workers=workers,
+    return DataLoader(ds, batch_size=batch_size or cfg.trainer.eval_batch_size, shuffle=False, num_workers=workers,
                       pin_memory=device.type == "cuda")
 
 
@@ -243,9 +243,14 @@ class Runner:
     # -- evaluation -------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
         split = self.data.eval_split()
+        bs = getattr(self.data, "eval_batch_size", None)
         self.model.eval()
         try:
-            metrics = self.model.evaluate(make_eval_loader(split, self.cfg, self.device))
+            metrics = self.model.evaluate(make_eval_loader(split, self.cfg, self.device, bs))
+            for name, extra in getattr(self.data, "extra_eval", {}).items():
+                if extra is not split:
+                    m = self.model.evaluate(make_eval_loader(extra, self.cfg, self.device, bs))
+                    metrics.update({f"{name}/{k}": v for k, v in m.items()})
         finally:
             self.model.train()
         self.last_eval = metrics

@@ -14,7 +14,7 @@ Batch formats (what a model's ``training_step`` receives):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch.utils.data import Dataset
 
@@ -25,12 +25,19 @@ class DataError(RuntimeError):
 
 @dataclass
 class DataSplits:
-    """The splits of a dataset; ``val`` and ``test`` may be None when absent."""
+    """The splits of a dataset; ``val`` and ``test`` may be None when absent.
+
+    ``extra_eval`` names further evaluation sets (SR: Set5, Set14); the runner
+    reports their metrics prefixed with the name. ``eval_batch_size`` forces the
+    evaluation batch size (1 where images differ in size).
+    """
 
     train: Dataset
     val: Dataset | None = None
     test: Dataset | None = None
     name: str = ""
+    extra_eval: dict[str, Dataset] = field(default_factory=dict)
+    eval_batch_size: int | None = None
 
     def eval_split(self) -> Dataset:
         """The split final metrics are reported on: test if present, else val."""

@@ -337,8 +337,7 @@ def sr_embedded(crop_size: int = 64, scale: int = 4, n_train: int = 400, n_val: 
     -------
     DataSplits
         Items ``{"lr": (3, s, s), "hr": (3, S, S)}`` in [-1, 1]. All crops have the
-        same size, so eval loaders may batch them. ``extra_eval`` is
-        ``{"val": val, "test": test}`` (the attribute :func:`~mtbench.data.sr.sr_folder_splits` sets).
+        same size, so eval loaders may batch them. Metrics are reported on ``test``.
     """
     c = _counts(n_train=n_train, n_val=n_val, n_test=n_test)
     crop_size, scale, seed = int(crop_size), int(scale), int(seed)
@@ -348,7 +347,5 @@ def sr_embedded(crop_size: int = 64, scale: int = 4, n_train: int = 400, n_val: 
     def split(name: str, n: int, train: bool) -> Dataset:
         return SRCropsDataset(*build_sr_crops(name, n, crop_size, scale, seed), flip=flip and train)
 
-    splits = DataSplits(train=split("train", c["n_train"], True), val=split("val", c["n_val"], False),
-                        test=split("test", c["n_test"], False), name=f"sr_embedded{crop_size}x{scale}")
-    splits.extra_eval = {"val": splits.val, "test": splits.test}
-    return splits
+    return DataSplits(train=split("train", c["n_train"], True), val=split("val", c["n_val"], False),
+                      test=split("test", c["n_test"], False), name=f"sr_embedded{crop_size}x{scale}")

@@ -193,6 +193,7 @@ def sr_folder_splits(train_root: str | os.PathLike,
         while key in extra_eval:
             key, k = f"{root.name}_{k}", k + 1
         extra_eval[key] = SREvalDataset(root, scale, max_items)
-    splits = DataSplits(train=train, val=next(iter(extra_eval.values()), None), test=None, name=name)
+    splits = DataSplits(train=train, val=next(iter(extra_eval.values()), None), test=None, name=name,
+                        eval_batch_size=1)
     splits.extra_eval = extra_eval
     return splits

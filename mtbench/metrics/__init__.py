@@ -1,0 +1,1 @@
+"""Evaluation metrics: image quality (PSNR/SSIM via torchmetrics) and, later, FID (pytorch-fid)."""
