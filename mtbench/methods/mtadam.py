@@ -189,7 +189,13 @@ class MTAdam(torch.optim.Optimizer):
         if r is None:  # built once per ranks/device/dtype: no per-step host-to-device copy
             if len(self._rank_cache) > 16:
                 self._rank_cache.clear()
-            r = torch.tensor(ranks, dtype=dtype, device=device).unsqueeze(1)
+            if all(x == 1.0 for x in ranks):
+                r = torch.ones(len(ranks), 1, dtype=dtype, device=device)
+            else:
+                host = torch.tensor(ranks, dtype=dtype).unsqueeze(1)
+                if device.type == "cuda":  # a pinned, non-blocking copy does not wait for the device
+                    host = host.pin_memory()
+                r = host.to(device, non_blocking=True)
             self._rank_cache[key] = r
         return r
 
