@@ -35,12 +35,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from mtbench.baseline import compare_to_baseline, format_comparison
 from mtbench.utils import (ConfigError, atomic_torch_save, atomic_write_text, resolve_device, rng_state,
                            seed_everything, set_rng_state, to_device, versions)
 
 log = logging.getLogger("mtbench.train")
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
+BEST = Path("checkpoints") / "best.pt"
 # config sections that must match when a run is resumed
 RESUME_KEYS = ("model", "data", "method", "seed")
 
@@ -188,6 +190,10 @@ class Runner:
         self.log_names: list[str] | None = None
         self.last_eval: dict[str, float] = {}
         self.skipped_nonfinite = 0
+        self.best: float | None = None
+        self.best_step: int | None = None
+        #: called as on_eval(step, metrics) after every evaluation (Hyperband tuning reports and prunes here)
+        self.on_eval = None
 
     # -- checkpoints ----------------------------------------------------------
     def resume_snapshot(self) -> str:
@@ -206,12 +212,25 @@ class Runner:
             "schedulers": [s.state_dict() for s in self.schedulers],
             "rng": rng_state(),
             "config": self.resume_snapshot(),
+            "best": self.best, "best_step": self.best_step,
         }
 
-    def save(self, finished: bool, elapsed: float) -> Path:
-        path = self.out / CHECKPOINT
+    def save(self, finished: bool, elapsed: float, path: Path | None = None) -> Path:
+        path = path or self.out / CHECKPOINT
         atomic_torch_save(self.state(finished, elapsed), path)
         return path
+
+    def keep_best(self, metrics: dict[str, float], start: float) -> None:
+        """Save checkpoints/best.pt when the primary metric improves (periodic and final evaluations)."""
+        key = self.model.primary_metric
+        value = metrics.get(key)
+        if value is None or not math.isfinite(value):
+            return
+        better = self.best is None or (value > self.best if self.model.higher_is_better else value < self.best)
+        if better:
+            self.best = value
+            self.best_step = self.pos.step
+            self.save(False, self.elapsed_before + time.perf_counter() - start, self.out / BEST)
 
     def load(self, path: Path) -> dict[str, Any]:
         try:
@@ -238,17 +257,29 @@ class Runner:
         set_rng_state(rng)
         self.pos = Position(ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"])
         self.elapsed_before = float(ckpt.get("elapsed_s", 0.0))
+        self.best, self.best_step = ckpt.get("best"), ckpt.get("best_step")
         return ckpt
 
     # -- evaluation -------------------------------------------------------------
+    def eval_split(self) -> Dataset:
+        which = self.cfg.trainer.get("eval_split", "auto")
+        if which == "auto":
+            return self.data.eval_split()
+        if which not in ("val", "test"):
+            raise ConfigError(f"trainer.eval_split must be auto, val or test, got {which!r}")
+        split = getattr(self.data, which)
+        if split is None:
+            raise ConfigError(f"trainer.eval_split={which} but data {self.data.name!r} has no {which} split")
+        return split
+
     def evaluate(self) -> dict[str, float]:
-        split = self.data.eval_split()
+        split = self.eval_split()
         bs = getattr(self.data, "eval_batch_size", None)
         self.model.eval()
         try:
             metrics = self.model.evaluate(make_eval_loader(split, self.cfg, self.device, bs))
             for name, extra in getattr(self.data, "extra_eval", {}).items():
-                if extra is not split:
+                if extra is not split and self.cfg.trainer.get("eval_split", "auto") != "val":
                     m = self.model.evaluate(make_eval_loader(extra, self.cfg, self.device, bs))
                     metrics.update({f"{name}/{k}": v for k, v in m.items()})
         finally:
@@ -350,7 +381,11 @@ class Runner:
                         self.log_images(batch, writer)
                     if t.eval_every and step % t.eval_every == 0 and step < self.total_steps:
                         self.flush(steplog, writer, metrics_file, pbar, time.perf_counter() - interval_start)
-                        self.log_eval(self.evaluate(), writer, metrics_file)
+                        metrics = self.evaluate()
+                        self.log_eval(metrics, writer, metrics_file)
+                        self.keep_best(metrics, start)
+                        if self.on_eval is not None:
+                            self.on_eval(step, metrics)
                         interval_start = time.perf_counter()
                     stopping = self.stop_signal is not None
                     if stopping or (t.checkpoint_every and step % t.checkpoint_every == 0):
@@ -369,8 +404,12 @@ class Runner:
             metrics = self.evaluate()
             self.log_eval(metrics, writer, metrics_file)
             wall = self.elapsed_before + time.perf_counter() - start
+            self.keep_best(metrics, start)
+            if self.on_eval is not None:
+                self.on_eval(self.pos.step, metrics)
             self.save(True, wall)
             summary = self.summary(metrics, wall)
+            summary["baseline"] = compare_to_baseline(summary, self.cfg)
             hp = {"model": _choice("model"), "method": _choice("method"), "data": _choice("data"),
                   "seed": cfg.seed, **_flat_hparams("model", self.model.hparams()),
                   **_flat_hparams("method", self.method.hparams())}
@@ -391,6 +430,8 @@ class Runner:
             "metrics": metrics,
             "primary_metric": self.model.primary_metric,
             "higher_is_better": self.model.higher_is_better,
+            "eval_split": str(self.cfg.trainer.get("eval_split", "auto")),
+            "best": {"value": self.best, "step": self.best_step},
             "final_weights": self.method.weights(),
             "steps": self.pos.step, "epochs": self.pos.step / self.steps_per_epoch,
             "skipped_nonfinite_steps": self.skipped_nonfinite + getattr(self.method, "skipped_steps", 0),
@@ -436,8 +477,12 @@ def _only_hydra_files(d: Path) -> bool:
     return all(p.name in (".hydra", "train.log") for p in d.iterdir())
 
 
-def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
-    """Run one training job as configured; returns the summary (also in summary.json)."""
+def train(cfg: DictConfig, out: Path | None = None, on_eval=None) -> dict[str, Any]:
+    """Run one training job as configured; returns the summary (also in summary.json).
+
+    ``on_eval(step, metrics)`` is called after every evaluation; an exception it
+    raises (e.g. ``optuna.TrialPruned``) stops the run, leaving its last checkpoint.
+    """
     out = Path(out or HydraConfig.get().runtime.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.resume:
@@ -456,6 +501,7 @@ def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
                 raise ConfigError(f"run dir {out} already holds a run ({name}); pass resume=true to continue "
                                   f"it, or choose another hydra.run.dir")
     runner = Runner(cfg, out)
+    runner.on_eval = on_eval
     if cfg.resume:
         ckpt = runner.load(out / CHECKPOINT)
         if ckpt["finished"] and runner.pos.step >= runner.total_steps:
@@ -472,4 +518,5 @@ def format_summary(summary: dict[str, Any]) -> str:
     shown = " ".join(f"{k} {v:.4f}" for k, v in m.items())
     return (f"done: {summary['model']}/{summary['method']} seed {summary['seed']} | {key} {m.get(key, float('nan')):.4f}"
             f" ({shown}) | {summary['steps']} steps in {summary['wall_time_s']:.1f}s on {summary['device']}"
-            f" | run dir {summary['run_dir']}")
+            f" | run dir {summary['run_dir']}"
+            + (f"\n{format_comparison(summary['baseline'])}" if summary.get("baseline") else ""))

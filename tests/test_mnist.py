@@ -76,7 +76,9 @@ def test_the_network_matches_the_reference_architecture():
 
 
 def test_mnist5k_split_is_stratified_disjoint_and_fixed():
-    s = mnist5k()
+    d = mnist5k()
+    assert (len(d.train), len(d.val), len(d.test)) == (3500, 500, 1000)
+    s = mnist5k(val_per_class=0)
     assert (len(s.train), len(s.test), s.val) == (4000, 1000, None)
     assert torch.bincount(s.train.labels).tolist() == [400] * 10
     assert torch.bincount(s.test.labels).tolist() == [100] * 10
@@ -85,7 +87,7 @@ def test_mnist5k_split_is_stratified_disjoint_and_fixed():
     x, y = s.train[0]
     assert x.shape == (1, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.int64
     assert x.min().item() == pytest.approx(-MEAN / STD, abs=1e-5)  # background pixels are 0
-    again = mnist5k()
+    again = mnist5k(val_per_class=0)
     assert torch.equal(again.train.images, s.train.images)
     v = mnist5k(val_per_class=50, train_per_class=20)
     assert len(v.val) == 500 and len(v.train) == 200 and torch.bincount(v.val.labels).tolist() == [50] * 10

