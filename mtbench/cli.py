@@ -15,6 +15,8 @@ from hydra.errors import InstantiationException
 
 COMMANDS = {
     "train": "train one model with one balancing method (Hydra app over conf/train.yaml)",
+    "tune": "Hyperband over the fixed weights; writes results/baselines/<model>-<data>.yaml (conf/tune.yaml)",
+    "eval": "recompute a run's metrics from its checkpoint: mtbench eval run=<run dir> [checkpoint=last|best]",
 }
 
 USAGE = """usage: mtbench <command> [key=value ...] [hydra flags]
@@ -65,28 +67,48 @@ def explain(err: BaseException) -> str | None:
     return None
 
 
-def _train_task(cfg) -> float | None:
-    from mtbench.train import RunInterrupted, format_summary, train
-
+def _guarded(fn, cfg):
+    """Run fn(cfg); known errors become one line and exit status 2."""
     try:
-        summary = train(cfg)
-    except RunInterrupted as stop:
-        print(f"interrupted at step {stop.step}: checkpoint {stop.path}; continue with "
-              f"`mtbench train <same overrides> resume=true hydra.run.dir={stop.path.parent.parent}`",
-              file=sys.stderr)
-        raise SystemExit(128 + stop.signum) from None
+        return fn(cfg)
     except Exception as err:  # noqa: BLE001 - turned into one line below
         msg = explain(err)
         if msg is None:
             raise
         print(f"error: {msg}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _train_task(cfg) -> float | None:
+    from mtbench.train import RunInterrupted, format_summary, train
+
+    try:
+        summary = _guarded(train, cfg)
+    except RunInterrupted as stop:
+        print(f"interrupted at step {stop.step}: checkpoint {stop.path}; continue with "
+              f"`mtbench train <same overrides> resume=true hydra.run.dir={stop.path.parent.parent}`",
+              file=sys.stderr)
+        raise SystemExit(128 + stop.signum) from None
     print(format_summary(summary))
-    value = summary["metrics"].get(summary["primary_metric"])
-    return value
+    return summary["metrics"].get(summary["primary_metric"])
 
 
-TASKS = {"train": _train_task}
+def _tune_task(cfg) -> float:
+    from mtbench.tune import format_record, tune
+
+    record = _guarded(tune, cfg)
+    print(format_record(record))
+    return record["val_score"]
+
+
+def _eval_task(cfg) -> None:
+    from mtbench.evaluate import evaluate_run, format_eval
+
+    result = _guarded(evaluate_run, cfg)
+    print(format_eval(result))
+
+
+TASKS = {"train": _train_task, "tune": _tune_task, "eval": _eval_task}
 
 
 def _run_hydra(command: str, args: list[str]) -> None:

@@ -222,6 +222,8 @@ class Runner:
 
     def keep_best(self, metrics: dict[str, float], start: float) -> None:
         """Save checkpoints/best.pt when the primary metric improves (periodic and final evaluations)."""
+        if not self.cfg.trainer.get("keep_best", True):
+            return
         key = self.model.primary_metric
         value = metrics.get(key)
         if value is None or not math.isfinite(value):

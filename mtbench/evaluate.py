@@ -1,0 +1,90 @@
+"""``mtbench eval run=<dir>``: recompute a finished (or interrupted) run's metrics from a checkpoint.
+
+The run's own resolved config (``.hydra/config.yaml`` and ``hydra.yaml``)
+rebuilds its data and model; the checkpoint's weights are loaded and the model
+is evaluated. The result is appended to ``summary.json`` (``evaluations``);
+with ``checkpoint=last`` the run's ``metrics`` are updated too (new metrics
+such as FID are added, recomputed ones replaced). An unfinished run (no
+summary.json) gets ``eval.json`` instead, so it still counts as unfinished.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from mtbench.utils import ConfigError, atomic_write_text
+
+
+def _load_run_config(run: Path) -> DictConfig:
+    cfg_file, hydra_file = run / ".hydra" / "config.yaml", run / ".hydra" / "hydra.yaml"
+    if not cfg_file.is_file() or not hydra_file.is_file():
+        raise ConfigError(f"{run} is not an mtbench run directory (no .hydra/config.yaml and .hydra/hydra.yaml)")
+    from hydra.conf import HydraConf
+
+    base = OmegaConf.structured(HydraConf)
+    OmegaConf.set_struct(base, False)  # the saved node may hold keys of launcher/sweeper plugins
+    hydra_node = OmegaConf.merge(base, OmegaConf.load(hydra_file).hydra)
+    cfg = OmegaConf.load(cfg_file)
+    with open_dict(cfg):
+        cfg.hydra = hydra_node
+    return cfg
+
+
+def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
+    from mtbench.train import Runner
+
+    run = Path(str(cfg.run))
+    if not run.is_dir():
+        raise ConfigError(f"run={run}: no such directory")
+    if cfg.checkpoint not in ("last", "best"):
+        raise ConfigError(f"checkpoint must be last or best, got {cfg.checkpoint!r}")
+    ckpt = run / "checkpoints" / f"{cfg.checkpoint}.pt"
+    if not ckpt.is_file():
+        raise ConfigError(f"no checkpoint {ckpt}" + (" (best.pt exists only for runs with trainer.eval_every)"
+                                                      if cfg.checkpoint == "best" else ""))
+    run_cfg = _load_run_config(run)
+    eval_hydra = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(run_cfg)  # the run's own choices resolve its interpolations
+    try:
+        with open_dict(run_cfg):
+            run_cfg.device.type = cfg.device
+            run_cfg.trainer.progress = False
+            if cfg.eval_split:
+                run_cfg.trainer.eval_split = cfg.eval_split
+        runner = Runner(run_cfg, run)
+        state = runner.load(ckpt)
+        metrics = runner.evaluate()
+        choices = HydraConfig.get().runtime.choices
+        label = f"{choices.get('model')}/{choices.get('method')} seed {run_cfg.seed}"
+    finally:
+        HydraConfig.instance().cfg = eval_hydra
+    entry = {"checkpoint": cfg.checkpoint, "step": state["step"], "metrics": metrics,
+             "eval_split": str(run_cfg.trainer.get("eval_split", "auto")), "device": str(runner.device),
+             "time": dt.datetime.now().isoformat(timespec="seconds"),
+             "command": " ".join(["mtbench", "eval", *sys.argv[1:]])}
+    summary_file = run / "summary.json"
+    if summary_file.is_file():
+        summary = json.loads(summary_file.read_text())
+        summary.setdefault("evaluations", []).append(entry)
+        if cfg.checkpoint == "last":
+            summary["metrics"] = {**summary.get("metrics", {}), **metrics}
+        atomic_write_text(json.dumps(summary, indent=2) + "\n", summary_file)
+        written = summary_file
+    else:
+        written = run / "eval.json"
+        prior = json.loads(written.read_text()) if written.is_file() else {"evaluations": []}
+        prior["evaluations"].append(entry)
+        atomic_write_text(json.dumps(prior, indent=2) + "\n", written)
+    return {"label": label, "written": str(written), **entry}
+
+
+def format_eval(r: dict[str, Any]) -> str:
+    shown = " ".join(f"{k} {v:.4f}" for k, v in r["metrics"].items())
+    return f"eval: {r['label']} {r['checkpoint']}.pt (step {r['step']}) | {shown} | updated {r['written']}"
