@@ -1,7 +1,7 @@
 """``mtbench eval run=<dir>``: recompute a finished (or interrupted) run's metrics from a checkpoint.
 
-The run's own resolved config (``.hydra/config.yaml`` and ``hydra.yaml``)
-rebuilds its data and model; the checkpoint's weights are loaded and the model
+The run's own resolved config (``run.yaml``, written by the runner) rebuilds
+its data and model; the checkpoint's weights are loaded and the model
 is evaluated. The result is appended to ``summary.json`` (``evaluations``);
 with ``checkpoint=last`` the run's ``metrics`` are updated too (new metrics
 such as FID are added, recomputed ones replaced). An unfinished run (no
@@ -16,25 +16,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mtbench.utils import ConfigError, atomic_write_text
 
 
-def _load_run_config(run: Path) -> DictConfig:
-    cfg_file, hydra_file = run / ".hydra" / "config.yaml", run / ".hydra" / "hydra.yaml"
-    if not cfg_file.is_file() or not hydra_file.is_file():
-        raise ConfigError(f"{run} is not an mtbench run directory (no .hydra/config.yaml and .hydra/hydra.yaml)")
-    from hydra.conf import HydraConf
+def _load_run_config(run: Path) -> tuple[DictConfig, dict]:
+    from mtbench.train import RUN_CONFIG
 
-    base = OmegaConf.structured(HydraConf)
-    OmegaConf.set_struct(base, False)  # the saved node may hold keys of launcher/sweeper plugins
-    hydra_node = OmegaConf.merge(base, OmegaConf.load(hydra_file).hydra)
-    cfg = OmegaConf.load(cfg_file)
-    with open_dict(cfg):
-        cfg.hydra = hydra_node
-    return cfg
+    path = run / RUN_CONFIG
+    if not path.is_file():
+        raise ConfigError(f"{run} is not an mtbench run directory (no {RUN_CONFIG})")
+    data = OmegaConf.load(path)
+    return data.config, dict(data.choices)
 
 
 def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
@@ -49,22 +43,16 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
     if not ckpt.is_file():
         raise ConfigError(f"no checkpoint {ckpt}" + (" (best.pt exists only for runs with trainer.eval_every)"
                                                       if cfg.checkpoint == "best" else ""))
-    run_cfg = _load_run_config(run)
-    eval_hydra = HydraConfig.instance().cfg
-    HydraConfig.instance().set_config(run_cfg)  # the run's own choices resolve its interpolations
-    try:
-        with open_dict(run_cfg):
-            run_cfg.device.type = cfg.device
-            run_cfg.trainer.progress = False
-            if cfg.eval_split:
-                run_cfg.trainer.eval_split = cfg.eval_split
-        runner = Runner(run_cfg, run)
-        state = runner.load(ckpt)
-        metrics = runner.evaluate()
-        choices = HydraConfig.get().runtime.choices
-        label = f"{choices.get('model')}/{choices.get('method')} seed {run_cfg.seed}"
-    finally:
-        HydraConfig.instance().cfg = eval_hydra
+    run_cfg, choices = _load_run_config(run)
+    with open_dict(run_cfg):
+        run_cfg.device = cfg.device
+        run_cfg.trainer.progress = False
+        if cfg.eval_split:
+            run_cfg.trainer.eval_split = cfg.eval_split
+    runner = Runner(run_cfg, run)
+    state = runner.load(ckpt)
+    metrics = runner.evaluate()
+    label = f"{choices.get('model')}/{choices.get('method')} seed {run_cfg.seed}"
     entry = {"checkpoint": cfg.checkpoint, "step": state["step"], "metrics": metrics,
              "eval_split": str(run_cfg.trainer.get("eval_split", "auto")), "device": str(runner.device),
              "time": dt.datetime.now().isoformat(timespec="seconds"),

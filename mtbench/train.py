@@ -448,6 +448,17 @@ class Runner:
         }
 
 
+RUN_CONFIG = "run.yaml"
+
+
+def write_run_config(cfg: DictConfig, out: Path) -> None:
+    """run.yaml: the resolved config and the group choices; `mtbench eval` rebuilds the run from it."""
+    resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    choices = {g: _choice(g) for g in ("model", "data", "method", "device", "trainer", "experiment")}
+    text = OmegaConf.to_yaml(OmegaConf.create({"choices": choices, "config": resolved}))
+    atomic_write_text("# written by mtbench train: the resolved config of this run\n" + text, out / RUN_CONFIG)
+
+
 def _choice(group: str) -> str:
     if HydraConfig.initialized():
         return str(HydraConfig.get().runtime.choices.get(group))
@@ -504,6 +515,7 @@ def train(cfg: DictConfig, out: Path | None = None, on_eval=None) -> dict[str, A
                                   f"it, or choose another hydra.run.dir")
     runner = Runner(cfg, out)
     runner.on_eval = on_eval
+    write_run_config(cfg, out)
     if cfg.resume:
         ckpt = runner.load(out / CHECKPOINT)
         if ckpt["finished"] and runner.pos.step >= runner.total_steps:

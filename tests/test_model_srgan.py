@@ -30,6 +30,15 @@ TINY = ["model=srgan", *NETS, "model.perceptual=false", "data.crop_size=32", "da
 LOGGED = ["D", "D_real", "D_fake"]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: these nets are tiny, and 2 threads on 2 shared cores only add contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _method_param(method: str):
     marks = [pytest.mark.skipif(not HAVE_MTADAM, reason=NO_MTADAM)] if method == "mtadam" else []
     return pytest.param(method, marks=marks)
@@ -253,3 +262,42 @@ def test_sr_folder_eval_with_odd_sizes_and_per_set_metrics(run_train, tmp_path):
         assert m["Set5/psnr"] == m["psnr"]
     assert m["Set14/psnr"] != m["psnr"]
     assert m["bicubic_psnr"] > m["psnr"]  # 2 steps from scratch do not beat bicubic
+
+
+# ----------------------------------------------------------------------------- resume
+def test_resume_after_sigterm_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    """G, D, D's Adam (an aux optimizer), both LR schedulers and the data position round-trip."""
+    import os
+    import signal
+
+    from mtbench.train import RunInterrupted, train
+
+    # 8 crops / batch 4 = 2 steps per epoch: the stop at step 3 is mid-epoch, after an epoch boundary;
+    # the lr decays x0.1 from step 2 (lr_decay_at 0.5 of 4 steps)
+    common = [*TINY, "method=fixed", "trainer.max_steps=4", "trainer.progress=false", "trainer.log_every=2",
+              "trainer.checkpoint_every=null", "device=cpu", "seed=1"]
+    train(compose_cfg(common), out=tmp_path / "full")
+    original = SRGANModel.training_step
+    count = {"n": 0}
+
+    def step(self, batch, method):
+        logs = original(self, batch, method)
+        count["n"] += 1
+        if count["n"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return logs
+
+    monkeypatch.setattr(SRGANModel, "training_step", step)
+    with pytest.raises(RunInterrupted):
+        train(compose_cfg(common), out=tmp_path / "part")
+    monkeypatch.setattr(SRGANModel, "training_step", original)
+    assert load_ckpt(tmp_path / "part")["step"] == 3
+    summary = train(compose_cfg([*common, "resume=true"]), out=tmp_path / "part")
+    assert summary["steps"] == 4
+    a, b = load_ckpt(tmp_path / "full"), load_ckpt(tmp_path / "part")
+    assert a["model"].keys() == b["model"].keys()
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    da, db = a["aux_optimizers"]["D"], b["aux_optimizers"]["D"]
+    assert da["param_groups"][0]["lr"] == db["param_groups"][0]["lr"] == pytest.approx(1e-5)
+    assert all(torch.equal(da["state"][i]["exp_avg_sq"], db["state"][i]["exp_avg_sq"]) for i in da["state"])

@@ -1,0 +1,102 @@
+"""mtbench tune: Hyperband over the fixed weights with Optuna, the baseline file, shared storage."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import compose_cfg
+from mtbench.tune import search_space, tune
+from mtbench.utils import ConfigError
+
+TINY = ["data.train_per_class=5", "data.val_per_class=10", "trainer.batch_size=10",
+        "trainer.eval_batch_size=500", "device=cpu"]
+
+
+def test_search_space_is_log_range_around_the_defaults_with_the_first_term_fixed():
+    ranges, fixed = search_space(["a", "b", "c"], {"a": 1.0, "b": 100.0, "c": 0.006}, None, 100.0)
+    assert fixed == {"a": 1.0}
+    assert ranges["b"] == pytest.approx((1.0, 10000.0)) and ranges["c"] == pytest.approx((6e-5, 0.6))
+    with pytest.raises(ConfigError, match=r"unknown terms \['z'\]"):
+        search_space(["a"], {"a": 1.0}, ["z"], 100.0)
+
+
+def test_tune_prunes_writes_the_baseline_and_fixed_uses_it(tmp_path, run_train):
+    bl = tmp_path / "baselines"
+    cfg = compose_cfg(["tune.n_trials=9", "tune.min_resource=2", "tune.max_resource=18",
+                       f"tune.storage={tmp_path / 'study.journal'}", f"baselines_dir={bl}", *TINY],
+                      config_name="tune")
+    record = tune(cfg, out=tmp_path / "tune_out")
+    counts = record["trials"]
+    assert counts["total"] == 9 and counts["pruned"] >= 1 and counts["complete"] >= 1
+    data = yaml.safe_load((bl / "mnist-mnist5k.yaml").read_text())
+    assert data["weights"]["term_0"] == 1.0  # the reference term stays at its default
+    for c in range(1, 10):
+        assert 1 / 100 <= data["weights"][f"term_{c}"] <= 100
+    assert data["budget"] == {"resource": "steps", "min_resource": 2, "max_resource": 18,
+                              "reduction_factor": 3, "steps_per_unit": 1}
+    assert data["trials"]["pruned"] == counts["pruned"] and "mtbench tune" in data["command"]
+    assert 0 <= data["val_score"] <= 1 and "acc" in data["test_metrics"]
+    # method.weights=baseline trains with exactly those weights, and the summary compares with it
+    summary, _ = run_train(["method.weights=baseline", f"baselines_dir={bl}", "trainer.max_steps=2", *TINY])
+    assert summary["final_weights"] == pytest.approx(data["weights"])
+    cmp = summary["baseline"]
+    assert cmp["exists"] and cmp["baseline"] == data["test_metrics"]["acc"]
+    assert cmp["delta"] == pytest.approx(summary["metrics"]["acc"] - data["test_metrics"]["acc"])
+
+
+def test_no_baseline_is_reported_with_how_to_make_one(run_train, tmp_path):
+    summary, _ = run_train(["trainer.max_steps=2", f"baselines_dir={tmp_path}", *TINY])
+    assert not summary["baseline"]["exists"]
+    assert "mtbench tune model=mnist data=mnist5k" in summary["baseline"]["hint"]
+
+
+def test_tune_refuses_to_replace_another_studys_baseline(tmp_path):
+    bl = tmp_path / "bl"
+    bl.mkdir()
+    (bl / "mnist-mnist5k.yaml").write_text("weights: {term_0: 1.0}\nstudy: {name: other, storage: x}\n")
+    cfg = compose_cfg(["tune.n_trials=1", f"baselines_dir={bl}", *TINY], config_name="tune")
+    with pytest.raises(ConfigError, match="another study"):
+        tune(cfg, out=tmp_path / "o")
+    assert "other" in (bl / "mnist-mnist5k.yaml").read_text()
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("tune.min_resource=0", "tune.min_resource must be an integer >= 1"),
+    ("tune.max_resource=1", r"tune.max_resource \(1\) must be >= tune.min_resource"),
+    ("tune.sampler=grid", "tune.sampler must be tpe or random"),
+    ("method=mtadam", "tunes the fixed weights"),
+])
+def test_bad_tune_settings(tmp_path, override, message):
+    cfg = compose_cfg([override, f"baselines_dir={tmp_path}", *TINY], config_name="tune")
+    with pytest.raises(ConfigError, match=message):
+        tune(cfg, out=tmp_path / "o")
+
+
+@pytest.mark.slow
+def test_two_concurrent_workers_share_one_study_and_lose_no_trial(tmp_path):
+    import optuna
+
+    storage = tmp_path / "shared.journal"
+    common = ["tune", "tune.n_trials=3", "tune.min_resource=2", "tune.max_resource=6", "tune.final_run=false",
+              f"tune.storage={storage}", f"baselines_dir={tmp_path / 'bl'}", *TINY]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "mtbench.cli", *common, f"tune.worker={k}",
+                               f"hydra.run.dir={tmp_path / f'w{k}'}"], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in (0, 1)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    study = optuna.load_study(study_name="mnist-mnist5k", storage=JournalStorage(JournalFileBackend(str(storage))))
+    states = [t.state for t in study.trials]
+    assert len(states) == 6
+    assert all(s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for s in states)
+    assert len({t.number for t in study.trials}) == 6
+    data = yaml.safe_load((tmp_path / "bl" / "mnist-mnist5k.yaml").read_text())
+    assert data["trials"]["total"] == 6
