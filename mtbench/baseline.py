@@ -81,5 +81,4 @@ def format_comparison(cmp: dict[str, Any]) -> str:
     if v is None or b is None or d is None or not math.isfinite(d):
         return f"baseline {cmp['path']} has no comparable {cmp['metric']} score"
     better = (d > 0) == bool(cmp["higher_is_better"]) and d != 0
-    return (f"{cmp['metric']} {v:.4g} vs Hyperband-tuned baseline {b:.4g} ({d:+.4g}, "
-            f"{'better' if better else 'not better'})")
+    return f"{cmp['metric']} {v:.4g} vs Hyperband-tuned baseline {b:.4g} ({d:+.4g}, {'better' if better else 'not better'})"

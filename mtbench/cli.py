@@ -8,6 +8,7 @@ non-zero exit.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -59,7 +60,12 @@ def explain(err: BaseException) -> str | None:
         err = err.__cause__
     if where and isinstance(err, (ValueError, KeyError)):
         msg = str(err).strip("'\"")
-        return msg if msg.startswith(where.rstrip(": ")) else where + msg
+        if msg.startswith(where.rstrip(": ")):
+            return msg
+        first, _, rest = msg.partition(" ")
+        if re.fullmatch(r"[a-z_][a-z0-9_]*(\[\d+\])?", first) and rest.startswith(("must", "is ", "has ")):
+            return f"{where.rstrip(': ')}.{msg}"  # "window must be ..." -> "method.window must be ..."
+        return where + msg
     if isinstance(err, (ValueError, KeyError, DataError, NonFiniteLossError, FileNotFoundError)):
         return str(err).strip("'\"")
     if type(err).__name__ in ("MissingWeightsError",):

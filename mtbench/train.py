@@ -527,10 +527,13 @@ def train(cfg: DictConfig, out: Path | None = None, on_eval=None) -> dict[str, A
 
 
 def format_summary(summary: dict[str, Any]) -> str:
+    """The final console line: the score beside the tuned baseline's, steps, time, run dir."""
     m = summary["metrics"]
     key = summary["primary_metric"]
-    shown = " ".join(f"{k} {v:.4f}" for k, v in m.items())
-    return (f"done: {summary['model']}/{summary['method']} seed {summary['seed']} | {key} {m.get(key, float('nan')):.4f}"
-            f" ({shown}) | {summary['steps']} steps in {summary['wall_time_s']:.1f}s on {summary['device']}"
-            f" | run dir {summary['run_dir']}"
-            + (f"\n{format_comparison(summary['baseline'])}" if summary.get("baseline") else ""))
+    others = " ".join(f"{k} {v:.4g}" for k, v in m.items() if k != key)
+    cmp = summary.get("baseline")
+    score = format_comparison(cmp) if cmp and cmp.get("exists") else f"{key} {m.get(key, float('nan')):.4g}" + (
+        f" (no tuned baseline yet: mtbench tune model={summary['model']} data={summary['data']})" if cmp else "")
+    return (f"done: {summary['model']}/{summary['method']} seed {summary['seed']} | {score} | {others} | "
+            f"{summary['steps']} steps in {summary['wall_time_s']:.1f}s on {summary['device']} | "
+            f"run dir {summary['run_dir']}")

@@ -43,7 +43,7 @@ def test_unknown_command_and_unknown_choice_fail_clearly(tmp_path):
 def test_bad_value_is_one_line_and_nonzero(tmp_path):
     r = run(["train", "method=softadapt", "method.window=1", "hydra.run.dir=out"], tmp_path)
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines()[-1] == "error: window must be >= 2, got 1"
+    assert r.stderr.strip().splitlines()[-1] == "error: method.window must be >= 2, got 1"
     assert "Traceback" not in r.stderr
 
 
@@ -51,6 +51,7 @@ def test_real_run_and_multirun_from_another_directory(tmp_path):
     r = run(["train", "trainer.max_steps=3", "trainer.batch_size=16", "trainer.progress=false"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1].startswith("done: mnist/fixed seed 0 | acc ")
+    assert "no tuned baseline yet: mtbench tune model=mnist data=mnist5k" in r.stdout
     [summary] = list((tmp_path / "runs" / "mnist" / "fixed").glob("*/summary.json"))
     assert json.loads(summary.read_text())["steps"] == 3
     r = run(["train", "-m", "method=fixed,softadapt", "seed=0,1", "trainer.max_steps=2",
