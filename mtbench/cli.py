@@ -74,11 +74,21 @@ def explain(err: BaseException) -> str | None:
 
 
 def _guarded(fn, cfg):
-    """Run fn(cfg); known errors become one line and exit status 2."""
+    """Run fn(cfg); known errors become one line and exit status 2.
+
+    In a multirun, any error is recorded in the job's folder (failed.json) and
+    the sweep goes on; the sweep's end report lists the failures.
+    """
+    from mtbench.sweep import in_multirun, record_failure
+
     try:
         return fn(cfg)
     except Exception as err:  # noqa: BLE001 - turned into one line below
         msg = explain(err)
+        if in_multirun():
+            path = record_failure(msg or f"{type(err).__name__}: {err}", None if msg else err)
+            print(f"error: {msg or type(err).__name__ + ': ' + str(err)} (recorded in {path})", file=sys.stderr)
+            return None
         if msg is None:
             raise
         print(f"error: {msg}", file=sys.stderr)
@@ -95,6 +105,8 @@ def _train_task(cfg) -> float | None:
               f"`mtbench train <same overrides> resume=true hydra.run.dir={stop.path.parent.parent}`",
               file=sys.stderr)
         raise SystemExit(128 + stop.signum) from None
+    if summary is None:  # a failed multirun job (recorded)
+        return None
     print(format_summary(summary))
     return summary["metrics"].get(summary["primary_metric"])
 

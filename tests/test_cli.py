@@ -83,3 +83,16 @@ def test_sigterm_writes_a_checkpoint_and_resume_finishes(tmp_path):
              "trainer.progress=false", "hydra.run.dir=run", "resume=true"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "run/summary.json").read_text())["steps"] == ckpt["step"] + 3
+
+
+@pytest.mark.parametrize("launcher", ["basic", "submitit_local"])
+def test_multirun_with_a_failing_job_finishes_the_others_and_reports_it(tmp_path, launcher):
+    args = ["train", "-m", "method=softadapt", "method.window=1,5", "trainer.max_steps=2",
+            "trainer.batch_size=16", "trainer.progress=false", f"hydra/launcher={launcher}"]
+    r = run(args, tmp_path, timeout=300)
+    assert r.returncode == 1
+    [sweep] = list((tmp_path / "runs" / "multirun").iterdir())
+    failed = json.loads((sweep / "0_mnist_softadapt_s0" / "failed.json").read_text())
+    assert failed["error"] == "method.window must be >= 2, got 1"
+    assert (sweep / "1_mnist_softadapt_s0" / "summary.json").is_file()
+    assert "1 job(s) finished, 1 failed" in r.stderr
