@@ -68,7 +68,7 @@ def explain(err: BaseException) -> str | None:
         return where + msg
     if isinstance(err, (ValueError, KeyError, DataError, NonFiniteLossError, FileNotFoundError)):
         return str(err).strip("'\"")
-    if type(err).__name__ in ("MissingWeightsError",):
+    if any(c.__name__ == "MissingWeightsError" for c in type(err).__mro__):
         return str(err)
     return None
 

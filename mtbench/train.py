@@ -170,6 +170,11 @@ class Runner:
         if amp not in (False, None, "bf16", "bfloat16", True):
             raise ConfigError(f"device.amp must be false or bf16, got {amp!r}")
         self.amp_dtype = torch.bfloat16 if amp else None
+        threads = cfg.device.get("threads")
+        if threads is not None:
+            if not isinstance(threads, int) or threads < 1:
+                raise ConfigError(f"device.threads must be an integer >= 1 or null, got {threads!r}")
+            torch.set_num_threads(threads)
         seed_everything(cfg.seed)
         self.data = instantiate(cfg.data, _convert_="object")
         self.model = instantiate(cfg.model, _convert_="object")
@@ -280,8 +285,11 @@ class Runner:
         self.model.eval()
         try:
             metrics = self.model.evaluate(make_eval_loader(split, self.cfg, self.device, bs))
+            main = dict(metrics)
             for name, extra in getattr(self.data, "extra_eval", {}).items():
-                if extra is not split and self.cfg.trainer.get("eval_split", "auto") != "val":
+                if extra is split:  # the eval split is also reported under its own name (e.g. Set5/psnr)
+                    metrics.update({f"{name}/{k}": v for k, v in main.items()})
+                elif self.cfg.trainer.get("eval_split", "auto") != "val":
                     m = self.model.evaluate(make_eval_loader(extra, self.cfg, self.device, bs))
                     metrics.update({f"{name}/{k}": v for k, v in m.items()})
         finally:
