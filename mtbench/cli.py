@@ -18,6 +18,7 @@ COMMANDS = {
     "train": "train one model with one balancing method (Hydra app over conf/train.yaml)",
     "tune": "Hyperband over the fixed weights; writes results/baselines/<model>-<data>.yaml (conf/tune.yaml)",
     "eval": "recompute a run's metrics from its checkpoint: mtbench eval run=<run dir> [checkpoint=last|best]",
+    "report": "tables (mean ± std over seeds) and plots over runs: mtbench report <run or multirun dirs> [--out DIR]",
 }
 
 USAGE = """usage: mtbench <command> [key=value ...] [hydra flags]
@@ -32,6 +33,8 @@ examples:
   mtbench train method=mtadam seed=1
   mtbench train -m method=fixed,mtadam seed=0,1  # Hydra multirun
   mtbench train --help                           # every config group and its choices
+  mtbench tune model=mnist                       # Hyperband over the fixed weights
+  mtbench report runs/multirun/<date>_<time> --out reports/sweep
 """
 
 log = logging.getLogger("mtbench")
@@ -144,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE.format(commands=cmds))
         return 0
     command, rest = argv[0], argv[1:]
+    if command == "report":  # takes run folders, not a config: argparse, not a Hydra app
+        from mtbench.report import main as report_main
+
+        return report_main(rest)
     if command not in TASKS:
         print(f"error: unknown command {command!r}; choose one of: {', '.join(COMMANDS)} (mtbench --help)",
               file=sys.stderr)

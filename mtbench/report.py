@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import math
@@ -542,9 +543,23 @@ def _finish_axes(ax) -> None:
     ax.grid(True, alpha=0.3, which="both" if log else "major")
 
 
+def _wrap(text: str, width: int = 48) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False)) or text
+
+
 def _legend(ax, n: int, title: str) -> None:
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", title=title, title_fontsize="small",
-              ncol=1 if n <= 16 else 2, frameon=False, borderaxespad=0.0)
+    """Outside, right of the axes; below them when the labels are long (method variants)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    if max(len(lb) for lb in labels) <= 32:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", title=title,
+                  title_fontsize="small", ncol=1 if n <= 16 else 2, frameon=False, borderaxespad=0.0)
+    else:
+        ax.legend([*handles], [_wrap(lb, 60) for lb in labels], loc="upper center", bbox_to_anchor=(0.5, -0.14),
+                  fontsize="small", title=title, title_fontsize="small", ncol=2 if n > 3 else 1, frameon=False)
 
 
 def plot_weights(row: dict[str, Any], runs: list[dict[str, Any]], path: Path) -> None:
@@ -571,7 +586,7 @@ def plot_weights(row: dict[str, Any], runs: list[dict[str, Any]], path: Path) ->
     if _log_scale(allv):
         ax.set_yscale("log")
     n = row["n"]
-    ax.set_title(f"{row['model']} / {row['data']}: loss-term weights, {row['label']}\n"
+    ax.set_title(_wrap(f"{row['model']} / {row['data']}: loss-term weights, {row['label']}", 90) + "\n"
                  f"mean over {n} seed{'s' if n != 1 else ''}" + (" (constant weights)" if constant else ""),
                  fontsize="medium")
     ax.set_xlabel("step")
@@ -678,8 +693,9 @@ def make_report(paths: PathLike | Iterable[PathLike], out_dir: PathLike,
                 notes.append(f"{model}/{data} {row['label']}: no weight series in {METRICS}; no weights figure")
                 continue
             stem = f"{_slug(model)}_{_slug(data)}_weights_{_slug(row['method'])}"
-            if row["settings"]:
-                stem += "-" + _slug(row["settings"])
+            if row["settings"]:  # a variant: its settings, or a short digest of them when long
+                tag = _slug(row["settings"])
+                stem += "-" + (tag if len(tag) <= 40 else hashlib.sha1(row["settings"].encode()).hexdigest()[:8])
             name, k = f"{stem}.png", 2
             while name in taken:
                 name, k = f"{stem}-{k}.png", k + 1
@@ -734,7 +750,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="YAML/JSON with `metrics: {name: value}` or `score: value` (the primary metric), "
                              "optional `method` (label), `model`, `data`; an `mtbench tune` baseline file works")
     parser.add_argument("--overwrite", action="store_true", help="replace report files already in --out")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as stop:  # --help (0) or a usage error (2, already printed as one line)
+        return stop.code if isinstance(stop.code, int) else 2
     out = args.out or str(Path("reports") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
     try:
         res = make_report(args.paths, out, baseline=args.baseline, overwrite=args.overwrite)
