@@ -486,7 +486,9 @@ def _find_resumable(out: Path) -> Path | None:
     if (out / CHECKPOINT).is_file():
         return out
     parent = out.parent
-    candidates = sorted((p for p in parent.iterdir() if p != out and (p / CHECKPOINT).is_file()),
+    seed_tag = out.name.rpartition("_s")[2]  # runs of the same seed only (dir names end in _s<seed>)
+    candidates = sorted((p for p in parent.iterdir() if p != out and (p / CHECKPOINT).is_file()
+                         and p.name.rpartition("_s")[2] == seed_tag),
                         key=lambda p: p.name, reverse=True) if parent.is_dir() else []
     for p in candidates:
         if not (p / "summary.json").is_file():

@@ -9,7 +9,10 @@ fast on a CPU; one test runs the full resize path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import re
 import types
 import urllib.error
 from pathlib import Path
@@ -31,9 +34,25 @@ from mtbench.metrics.fid import (FID_WEIGHTS_FILE, FID_WEIGHTS_URL, FIDEvaluator
 SIZE = 80  # > 75, the smallest input of Inception v3 without resizing
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch and one BLAS thread: on a shared, oversubscribed 2-core CPU, 2 threads made Inception
+    ~6x and scipy's 2048x2048 sqrtm ~8x slower than 1."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: only speed
+        limits = contextlib.nullcontext()
+    else:
+        limits = threadpool_limits(1)
+    with limits:
+        yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def model():
-    torch.set_num_threads(2)
     return random_fid_inception_for_tests(seed=0, resize_input=False)
 
 
@@ -103,6 +122,7 @@ def test_architecture_equals_pytorch_fid_inception(model, state0, monkeypatch):
     with torch.no_grad():
         assert torch.equal(model(x)[0], ref(x)[0])
     assert not any(p.requires_grad for p in model.parameters())
+    assert torch.get_num_threads() == 1
     model.train()
     assert not model.training
 
@@ -130,6 +150,7 @@ def test_features_input_forms(model):
         inception_features(model, x[:, :2])
 
 
+@pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")  # pytorch-fid's sqrtm of a singular product
 def test_fid_equals_pytorch_fid_path_based(model64, tmp_path):
     """Statistics and FID == pytorch-fid's compute_statistics_of_path + calculate_frechet_distance.
 
@@ -150,6 +171,20 @@ def test_fid_equals_pytorch_fid_path_based(model64, tmp_path):
     assert ref > 0
     for method in ("auto", "lowrank", "pytorch-fid"):
         assert fid_from_features(f_r, f_f, method=method) == pytest.approx(ref, abs=1e-3, rel=1e-4), method
+
+
+@pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")
+def test_fid_2048_equals_pytorch_fid_path_based(model, tmp_path):
+    """The standard pool3 features: our (low-rank) FID == pytorch-fid's path-based FID (one 2048x2048 sqrtm, ~12 s)."""
+    real_u8, fake_u8 = uint8_images(8, seed=12), uint8_images(8, seed=13)
+    write_pngs(real_u8, tmp_path / "real")
+    write_pngs(fake_u8, tmp_path / "fake")
+    m_r, s_r = fid_score.compute_statistics_of_path(str(tmp_path / "real"), model, 8, 2048, "cpu", 0)
+    m_f, s_f = fid_score.compute_statistics_of_path(str(tmp_path / "fake"), model, 8, 2048, "cpu", 0)
+    ref = fid_score.calculate_frechet_distance(m_f, s_f, m_r, s_r)
+    ours = fid_from_features(inception_features(model, pm1(real_u8)), inception_features(model, pm1(fake_u8)))
+    assert ref > 0
+    assert ours == pytest.approx(ref, abs=1e-3, rel=1e-4)
 
 
 def test_fid_zero_on_itself_and_grows_with_distortion(model):
@@ -300,7 +335,6 @@ def test_cache_key_depends_on_data_settings_and_weights(model, model64, tmp_path
     files = write_pngs(u8, tmp_path / "f")
     h1 = fid.files_fingerprint(files)
     Image.fromarray(u8[1].flip(0).permute(1, 2, 0).numpy()).save(files[1])
-    import os
     os.utime(files[1], ns=(1, 1))
     assert fid.files_fingerprint(files) != h1
 
@@ -357,7 +391,7 @@ def test_missing_weights_error(tmp_path, monkeypatch):
         load_inception(weights_path=tmp_path / "nope.pth")
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"garbage")
-    with pytest.raises(InvalidWeightsError, match=FID_WEIGHTS_URL.replace(".", r"\.")):
+    with pytest.raises(InvalidWeightsError, match=re.escape(FID_WEIGHTS_URL)):
         load_inception(weights_path=bad)
     torch.save({"conv.weight": torch.zeros(1)}, bad)
     with pytest.raises(InvalidWeightsError, match="not the FID Inception"):

@@ -104,8 +104,9 @@ def test_generator_step_leaves_discriminator_grads_untouched(method):
                     "g_moved": True}
     assert all(p.requires_grad for p in d_params)
     # the D step (after the G step) moved both discriminators
-    assert any(not torch.equal(p, q) for p, q in zip(model.D_A.parameters(), d_before))
-    assert any(not torch.equal(p, q) for p, q in zip(model.D_B.parameters(), d_before[len(list(model.D_A.parameters())):]))
+    n_a = len(list(model.D_A.parameters()))
+    assert any(not torch.equal(p, q) for p, q in zip(model.D_A.parameters(), d_before[:n_a]))
+    assert any(not torch.equal(p, q) for p, q in zip(model.D_B.parameters(), d_before[n_a:]))
     assert set(logs) == set(LOGGED)
     for v in logs.values():
         assert v.dim() == 0 and not v.requires_grad and v.device == model.device
@@ -137,6 +138,7 @@ def test_image_pool_state_survives_a_checkpoint(run_train):
     assert torch.equal(fresh.get_extra_state()["fake_B_pool"]["images"], extra["fake_B_pool"]["images"])
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")
 def test_lr_decay_schedule_for_generators_and_discriminators():
     model, meth, _ = build("fixed", "model.lr_decay.start=0.25")
     total = 8  # start = 2: factors 1, 1, 6/7, 5/7, ..., 1/7, then 0
@@ -185,6 +187,18 @@ def test_paired_eval_auto_and_explicit():
     assert set(model.evaluate(loader)) == {"cycle_A_l1", "cycle_B_l1", "cycle_l1"}
     with pytest.raises(ValueError, match="paired_eval"):
         CycleGANModel(image_size=32, ngf=2, ndf=2, paired_eval="yes")
+
+
+def test_bf16_autocast_and_channels_last_step():
+    model, meth, data = build("fixed")
+    model.configure_runtime(torch.device("cpu"), torch.bfloat16, channels_last=True)
+    batch = first_batch(data)
+    logs = model.training_step(batch, meth)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in logs.values())
+    model.eval()
+    metrics = model.evaluate(torch.utils.data.DataLoader(data.test, batch_size=4))
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert all(img.dtype == torch.float32 for img in model.sample_images(batch).values())
 
 
 def _train_with_signal_at(cfg, out, stop_step: int):

@@ -126,6 +126,7 @@ def test_terms_are_unweighted_and_defaults_are_the_papers():
     assert logs["D"].item() == pytest.approx(0.5 * (logs["D_real"].item() + logs["D_fake"].item()), rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")
 def test_lr_decay_schedule_for_generator_and_discriminator():
     model, meth, _ = build("fixed")
     total = 10  # start = 5: constant for 5 steps, then 5/6, 4/6, ..., 1/6, and 0 after the last step
@@ -149,6 +150,7 @@ def test_lr_decay_schedule_for_generator_and_discriminator():
     assert off.lr_schedulers(meth_off, total) == []
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")
 def test_lr_decay_schedule_with_mtadam():
     if not HAS_MTADAM:
         pytest.skip("conf/method/mtadam.yaml does not exist yet")
@@ -195,6 +197,18 @@ def test_lsgan_and_instance_norm_variant_trains():
     logs = model.training_step(first_batch(data), meth)
     assert all(torch.isfinite(v) for v in logs.values())
     assert model.hparams()["gan_mode"] == "lsgan"
+
+
+def test_bf16_autocast_and_channels_last_step():
+    model, meth, data = build("fixed")
+    model.configure_runtime(torch.device("cpu"), torch.bfloat16, channels_last=True)
+    batch = first_batch(data)
+    logs = model.training_step(batch, meth)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in logs.values())
+    model.eval()
+    metrics = model.evaluate(torch.utils.data.DataLoader(data.test, batch_size=4))
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert all(img.dtype == torch.float32 for img in model.sample_images(batch).values())
 
 
 def _train_with_signal_at(cfg, out, stop_step: int):

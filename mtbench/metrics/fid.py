@@ -137,7 +137,8 @@ def _read_weights_file(path: Path) -> tuple[dict[str, Tensor], str]:
     if not isinstance(obj, Mapping):
         raise InvalidWeightsError(f"The FID Inception weights file {path} does not hold a state_dict "
                                   f"(got {type(obj).__name__}). " + _how_to_fix())
-    return dict(obj), hashlib.sha256(data).hexdigest()
+    # keep a loaded OrderedDict as it is: its _metadata (module versions) steers load_state_dict as in pytorch-fid
+    return (obj if isinstance(obj, dict) else dict(obj)), hashlib.sha256(data).hexdigest()
 
 
 def build_fid_inception_net() -> nn.Module:
