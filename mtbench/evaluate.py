@@ -46,6 +46,7 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
     run_cfg, choices = _load_run_config(run)
     with open_dict(run_cfg):
         run_cfg.device = cfg.device
+        run_cfg.eval = cfg.eval
         run_cfg.trainer.progress = False
         if cfg.eval_split:
             run_cfg.trainer.eval_split = cfg.eval_split

@@ -36,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mtbench.baseline import compare_to_baseline, format_comparison
+from mtbench.metrics.fid_runner import FIDComputer, fid_active, fid_mode
 from mtbench.utils import (ConfigError, atomic_torch_save, atomic_write_text, resolve_device, rng_state,
                            seed_everything, set_rng_state, to_device, versions)
 
@@ -183,6 +184,18 @@ class Runner:
                                   term_names=self.model.term_names,
                                   default_weights=self.model.default_weights, _convert_="object")
         self.method.skip_nonfinite = cfg.trainer.nan_policy == "skip"
+        self.fid_cfg = cfg.get("eval")
+        self.fid_on = fid_active(self.fid_cfg, self.model)
+        self.fid_computer = None
+        self.fid_error: Exception | None = None
+        self.fid_note: str | None = None
+        if getattr(self.model, "supports_fid", False) and not self.fid_on and fid_mode(self.fid_cfg) == "auto":
+            from mtbench.metrics.fid import FID_WEIGHTS_FILE, fid_weights_hub_path
+
+            self.fid_note = (f"FID not computed: the FID Inception weights {FID_WEIGHTS_FILE} are not in "
+                             f"{fid_weights_hub_path().parent} (or eval.fid_weights=<path>)")
+        self.primary_metric = "fid" if self.fid_on else self.model.primary_metric
+        self.higher_is_better = False if self.fid_on else self.model.higher_is_better
         bs = cfg.trainer.batch_size
         self.steps_per_epoch = math.ceil(len(self.data.train) / bs)
         if self.steps_per_epoch == 0:
@@ -229,11 +242,11 @@ class Runner:
         """Save checkpoints/best.pt when the primary metric improves (periodic and final evaluations)."""
         if not self.cfg.trainer.get("keep_best", True):
             return
-        key = self.model.primary_metric
+        key = self.primary_metric
         value = metrics.get(key)
         if value is None or not math.isfinite(value):
             return
-        better = self.best is None or (value > self.best if self.model.higher_is_better else value < self.best)
+        better = self.best is None or (value > self.best if self.higher_is_better else value < self.best)
         if better:
             self.best = value
             self.best_step = self.pos.step
@@ -284,7 +297,19 @@ class Runner:
         bs = getattr(self.data, "eval_batch_size", None)
         self.model.eval()
         try:
-            metrics = self.model.evaluate(make_eval_loader(split, self.cfg, self.device, bs))
+            loader = make_eval_loader(split, self.cfg, self.device, bs)
+            metrics = self.model.evaluate(loader)
+            if self.fid_on and self.fid_error is None:
+                if self.fid_computer is None:
+                    try:
+                        self.fid_computer = FIDComputer(self.fid_cfg, self.device)
+                    except RuntimeError as err:  # missing/invalid Inception weights: keep training, report at the end
+                        if type(err).__name__ not in ("MissingWeightsError", "InvalidWeightsError"):
+                            raise
+                        self.fid_error = err
+                if self.fid_computer is not None:
+                    name = "val" if split is self.data.val else "test"
+                    metrics.update(self.fid_computer.compute(self.model, loader, self.cfg.data, name))
             main = dict(metrics)
             for name, extra in getattr(self.data, "extra_eval", {}).items():
                 if extra is split:  # the eval split is also reported under its own name (e.g. Set5/psnr)
@@ -424,7 +449,11 @@ class Runner:
                   "seed": cfg.seed, **_flat_hparams("model", self.model.hparams()),
                   **_flat_hparams("method", self.method.hparams())}
             writer.add_hparams(hp, {f"hparam/{k}": v for k, v in metrics.items()}, run_name=".")
+            if self.fid_error is not None:
+                summary["fid_note"] = f"FID not computed: {self.fid_error}"
             atomic_write_text(json.dumps(summary, indent=2) + "\n", self.out / "summary.json")
+            if self.fid_error is not None:  # eval.fid=true: the run is saved; say how to add FID later
+                raise self.fid_error
             return summary
         finally:
             pbar.close()
@@ -438,8 +467,9 @@ class Runner:
             "model": _choice("model"), "method": _choice("method"), "data": _choice("data"),
             "seed": self.cfg.seed,
             "metrics": metrics,
-            "primary_metric": self.model.primary_metric,
-            "higher_is_better": self.model.higher_is_better,
+            "primary_metric": self.primary_metric,
+            "higher_is_better": self.higher_is_better,
+            "fid_note": self.fid_note,
             "eval_split": str(self.cfg.trainer.get("eval_split", "auto")),
             "best": {"value": self.best, "step": self.best_step},
             "final_weights": self.method.weights(),

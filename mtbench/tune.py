@@ -126,7 +126,12 @@ def tune(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
     data = instantiate(cfg.data, _convert_="object")
     if data.val is None:
         raise ConfigError(f"data {data_name!r} has no validation split to tune on")
-    key, higher = model.primary_metric, model.higher_is_better
+    from mtbench.metrics.fid_runner import fid_active
+
+    if fid_active(cfg.get("eval"), model):  # the paper's objective for the GANs
+        key, higher = "fid", False
+    else:
+        key, higher = model.primary_metric, model.higher_is_better
     ranges, fixed = search_space(model.term_names, model.default_weights, t.fixed_terms, float(t.range_factor))
     steps_per_unit = 1 if t.resource == "steps" else math.ceil(len(data.train) / cfg.trainer.batch_size)
     del model, data

@@ -1,1 +1,1 @@
-"""Evaluation metrics: image quality (PSNR/SSIM via torchmetrics) and, later, FID (pytorch-fid)."""
+"""Evaluation metrics: image quality (PSNR/SSIM via torchmetrics), FID/KID (pytorch-fid)."""

@@ -59,6 +59,8 @@ class Model(nn.Module):
     term_names: list[str] = []
     primary_metric: str = "loss"
     higher_is_better: bool = False
+    #: True for models whose fid_pairs() gives images: FID (lower is better) is then their primary metric
+    supports_fid: bool = False
 
     def __init__(self, optim: Mapping[str, Any] | None = None,
                  weights: Mapping[str, float] | None = None) -> None:
@@ -114,6 +116,14 @@ class Model(nn.Module):
     def evaluate(self, loader: DataLoader) -> dict[str, float]:
         """Task metrics on ``loader`` (the runner calls ``eval()``/``train()`` around it)."""
         raise NotImplementedError
+
+    def fid_pairs(self, batch: Any) -> dict[str, tuple[Tensor, Tensor]]:
+        """Generated and real images of an eval batch for FID/KID: {suffix: (fake, real)}, in [-1, 1].
+
+        A GAN returns e.g. ``{"": (G(A), B)}`` (metrics ``fid``, ``kid``) or, for
+        two directions, ``{"_A": ..., "_B": ...}``. Models without images: {}.
+        """
+        return {}
 
     def sample_images(self, batch: Any) -> dict[str, Tensor]:
         """Images for TensorBoard, each (N, C, H, W) in [0, 1]; none by default."""

@@ -145,6 +145,7 @@ class SRGANModel(Model):
     term_names = list(ALL_TERMS)
     primary_metric = "psnr"
     higher_is_better = True
+    supports_fid = True  # with the FID Inception weights, FID (SR vs HR) becomes the primary metric
 
     def __init__(self, scale: int = 4, n_blocks: int = 16, n_features: int = 64, ndf: int = 64,
                  d_fc_features: int = 1024, perceptual: bool = True,
@@ -302,6 +303,11 @@ class SRGANModel(Model):
         if meter.n == 0:
             raise ValueError("evaluation split is empty")
         return meter.compute()
+
+    @torch.no_grad()
+    def fid_pairs(self, batch) -> dict[str, tuple[Tensor, Tensor]]:
+        """FID/KID of SR vs HR."""
+        return {"": (self.super_resolve(batch["lr"]).float(), batch["hr"])}
 
     @torch.no_grad()
     def sample_images(self, batch) -> dict[str, Tensor]:
