@@ -112,8 +112,9 @@ def make_train_loader(ds: Dataset, cfg: DictConfig, seed: int, pos: Position, de
 
 def make_eval_loader(ds: Dataset, cfg: DictConfig, device: torch.device, batch_size: int | None = None) -> DataLoader:
     workers = _num_workers(cfg.trainer.num_workers, device)
+    # its own generator: evaluating must not consume the training RNG (eval_every would change training)
     return DataLoader(ds, batch_size=batch_size or cfg.trainer.eval_batch_size, shuffle=False, num_workers=workers,
-                      pin_memory=device.type == "cuda")
+                      pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(0))
 
 
 # --------------------------------------------------------------------------- validation

@@ -20,7 +20,7 @@ HAS_MTADAM = (CONF / "method" / "mtadam.yaml").is_file()
 # 32x32 images, 8 filters, 2 residual blocks, 8 train items of batch 2 (4 steps per epoch)
 SMALL = ["model=cyclegan", "data.image_size=32", "data.n_train=8", "data.n_val=4", "data.n_test=4",
          "model.ngf=8", "model.ndf=8", "model.n_blocks=2", "trainer.batch_size=2", "trainer.eval_batch_size=4",
-         "trainer.image_every=null"]
+         "trainer.image_every=null", "eval.fid=false"]  # FID: see test_fid_in_a_run
 TERMS = ["G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B"]
 LOGGED = [*TERMS, "D_A", "D_B"]
 
@@ -199,6 +199,18 @@ def test_bf16_autocast_and_channels_last_step():
     metrics = model.evaluate(torch.utils.data.DataLoader(data.test, batch_size=4))
     assert all(math.isfinite(v) for v in metrics.values())
     assert all(img.dtype == torch.float32 for img in model.sample_images(batch).values())
+
+
+def test_fid_in_a_run_becomes_the_primary_metric(run_train, tmp_path):
+    from mtbench.metrics.fid import random_fid_inception_state_dict
+
+    weights = tmp_path / "pt_inception-test-random.pth"  # random weights: exercises the code path, not FID
+    torch.save(random_fid_inception_state_dict(seed=0), weights)
+    summary, _ = run_train([*SMALL, "method=fixed", "trainer.max_steps=1", "data.n_test=2", "eval.fid=true",
+                            f"eval.fid_weights={weights}", f"eval.fid_cache={tmp_path / 'fid_cache'}"])
+    assert summary["primary_metric"] == "fid" and summary["higher_is_better"] is False
+    m = summary["metrics"]
+    assert {"fid", "kid", "fid_AtoB", "fid_BtoA", "kid_AtoB", "kid_BtoA"} <= set(m) and math.isfinite(m["fid"])
 
 
 def _train_with_signal_at(cfg, out, stop_step: int):

@@ -20,7 +20,7 @@ HAS_MTADAM = (CONF / "method" / "mtadam.yaml").is_file()
 # 32x32 images, 8 filters, 8 train pairs of batch 2 (4 steps per epoch)
 SMALL = ["model=pix2pix", "data.image_size=32", "data.n_train=8", "data.n_val=4", "data.n_test=4",
          "model.ngf=8", "model.ndf=8", "trainer.batch_size=2", "trainer.eval_batch_size=4",
-         "trainer.image_every=null"]
+         "trainer.image_every=null", "eval.fid=false"]  # FID: see test_fid_in_a_run
 TERMS = ["G_GAN", "G_L1"]
 LOGGED = [*TERMS, "D", "D_real", "D_fake"]
 
@@ -209,6 +209,35 @@ def test_bf16_autocast_and_channels_last_step():
     metrics = model.evaluate(torch.utils.data.DataLoader(data.test, batch_size=4))
     assert all(math.isfinite(v) for v in metrics.values())
     assert all(img.dtype == torch.float32 for img in model.sample_images(batch).values())
+
+
+def test_eval_mode_train_is_the_reference_test_behaviour_without_side_effects():
+    model, meth, data = build("fixed", "model.eval_mode=train")
+    model.training_step(first_batch(data), meth)
+    model.eval()  # as the runner does
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    loader = torch.utils.data.DataLoader(data.test, batch_size=2)
+    first, second = model.evaluate(loader), model.evaluate(loader)
+    assert first == second  # dropout masks from a fixed seed
+    assert torch.equal(torch.get_rng_state(), rng)  # the training RNG stream is not consumed
+    for k, v in model.state_dict().items():  # running statistics and counters untouched
+        assert torch.equal(v, state[k]), k
+    assert not model.G.training and model.G.model.submodule.down[1].running_mean is not None
+    model.eval_mode = "eval"
+    assert model.evaluate(loader) != first
+
+
+def test_fid_in_a_run_becomes_the_primary_metric(run_train, tmp_path):
+    from mtbench.metrics.fid import random_fid_inception_state_dict
+
+    weights = tmp_path / "pt_inception-test-random.pth"  # random weights: exercises the code path, not FID
+    torch.save(random_fid_inception_state_dict(seed=0), weights)
+    summary, _ = run_train([*SMALL, "method=fixed", "trainer.max_steps=1", "data.n_test=2", "eval.fid=true",
+                            f"eval.fid_weights={weights}", f"eval.fid_cache={tmp_path / 'fid_cache'}"])
+    assert summary["primary_metric"] == "fid" and summary["higher_is_better"] is False
+    m = summary["metrics"]
+    assert {"fid", "kid"} <= set(m) and math.isfinite(m["fid"])
 
 
 def _train_with_signal_at(cfg, out, stop_step: int):

@@ -47,9 +47,14 @@ epochs at 2e-4, then 100 decaying), for the method's optimiser and D's.
 Evaluation (networks in eval mode; instance norm has no running statistics, so
 it behaves as in training): per-image means over the split of ``cycle_A_l1`` =
 ``|G_B(G_A(A)) - A|``, ``cycle_B_l1`` = ``|G_A(G_B(B)) - B|`` and their mean
-``cycle_l1`` (the primary metric, lower is better, until FID replaces it).
-When the evaluation pairs are aligned (``paired_eval``), also ``l1``, ``psnr``
-and ``ssim`` of ``G_A(A)`` against ``B`` (:func:`~mtbench.metrics.image.paired_metrics`).
+``cycle_l1`` (the model's primary metric, lower is better). When the
+evaluation pairs are aligned (``paired_eval``), also ``l1``, ``psnr`` and
+``ssim`` of ``G_A(A)`` against ``B`` (:func:`~mtbench.metrics.image.paired_metrics`).
+With the FID Inception weights available (``eval.fid``), the runner adds
+``fid_AtoB``/``kid_AtoB`` (``G_A(A)`` against the split's real B images),
+``fid_BtoA``/``kid_BtoA`` (``G_B(B)`` against real A; FID needs no pairing)
+and their means ``fid``/``kid``, and ranks runs by ``fid``
+(:meth:`CycleGANModel.fid_pairs`).
 
 Parameters
 ----------
@@ -135,6 +140,7 @@ class CycleGANModel(Model):
     term_names = ["G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B"]
     primary_metric = "cycle_l1"
     higher_is_better = False
+    supports_fid = True  # with the FID Inception weights, FID (mean of both directions) is the primary metric
     default_term_weights = {"G_A": 1.0, "G_B": 1.0, "cycle_A": 10.0, "cycle_B": 10.0, "idt_A": 5.0, "idt_B": 5.0}
 
     def __init__(self, image_size: int = 256, in_channels: int = 3, out_channels: int = 3, ngf: int = 64,
@@ -274,6 +280,12 @@ class CycleGANModel(Model):
         metrics = meter.compute()
         metrics["cycle_l1"] = 0.5 * (metrics["cycle_A_l1"] + metrics["cycle_B_l1"])
         return metrics
+
+    @torch.no_grad()
+    def fid_pairs(self, batch) -> dict[str, tuple[Tensor, Tensor]]:
+        """FID/KID per direction: G_A(A) vs real B (``_AtoB``), G_B(B) vs real A (``_BtoA``)."""
+        out = self.translate(batch["A"], batch["B"])
+        return {"_AtoB": (out["fake_B"], batch["B"]), "_BtoA": (out["fake_A"], batch["A"])}
 
     @torch.no_grad()
     def sample_images(self, batch) -> dict[str, Tensor]:

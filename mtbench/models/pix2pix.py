@@ -39,13 +39,21 @@ paper's facades run), for the method's optimiser and D's alike; applied per
 step instead of per epoch: the factor at step ``s`` (0-based) is
 ``1 - max(0, s + 1 - start) / (total - start + 1)``.
 
-Evaluation: on the runner's evaluation split with the networks in eval mode
-(the runner calls ``model.eval()``): BatchNorm uses its running statistics and
-dropout is off. (The reference's ``test.py`` keeps the train-mode behaviour
-unless ``--eval`` is given: batch statistics and active dropout.) Metrics are
-per-image means over the split of ``l1`` (in the [-1, 1] range, as the loss),
-``psnr`` and ``ssim`` (RGB in [0, 1], :func:`mtbench.metrics.image.paired_metrics`);
-``psnr`` ranks runs for now (FID will replace it).
+Evaluation: on the runner's evaluation split. By default (``eval_mode:
+eval``) the generator is in eval mode as the runner sets it (``model.eval()``):
+BatchNorm uses its running statistics and dropout is off. The reference's
+``test.py`` instead keeps the train-mode behaviour unless ``--eval`` is given
+(batch statistics of its batch of 1, active dropout); ``eval_mode: train``
+reproduces that (with ``trainer.eval_batch_size=1`` for the same statistics)
+without updating the running statistics or consuming the training RNG. With
+short runs the running statistics can lag far behind the weights, so the two
+modes may differ by a few dB. Metrics are per-image means over the split of
+``l1`` (in the [-1, 1] range, as the loss), ``psnr`` and ``ssim`` (RGB in
+[0, 1], :func:`mtbench.metrics.image.paired_metrics`); ``psnr`` ranks runs for
+now. With the FID Inception weights available (``eval.fid``), the runner
+adds ``fid``/``kid`` of ``G(A)`` against the split's real B images
+(:meth:`Pix2PixModel.fid_pairs`) and ranks runs by ``fid``. Sample images and
+FID use the same mode.
 
 Parameters
 ----------
@@ -77,18 +85,22 @@ lr_decay:
     ``{enabled: true, start: 0.5}``: the linear decay above (``enabled:
     false`` keeps the learning rate constant); ``start`` in [0, 1] is the
     fraction of the steps before the decay begins.
+eval_mode:
+    ``"eval"`` (default: running statistics, no dropout) or ``"train"`` (the
+    reference's test-time behaviour: batch statistics, dropout); see above.
 weights:
     Default fixed weight per term (``G_GAN: 1``, ``G_L1: 100``, the paper's lambda).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from mtbench.metrics.image import MeanMeter, paired_metrics, to_unit
@@ -98,6 +110,8 @@ from mtbench.nets import GAN_MODES, GANLoss, NLayerDiscriminator, UnetGenerator,
 DEFAULT_OPTIM = {"lr": 2e-4, "betas": (0.5, 0.999)}
 DEFAULT_LR_DECAY = {"enabled": True, "start": 0.5}
 N_SAMPLE_IMAGES = 4
+EVAL_MODES = ("eval", "train")
+EVAL_DROPOUT_SEED = 0  # dropout masks of eval_mode=train (drawn in a forked RNG)
 
 
 # --------------------------------------------------------------------------- shared GAN helpers
@@ -168,13 +182,14 @@ class Pix2PixModel(Model):
     term_names = ["G_GAN", "G_L1"]
     primary_metric = "psnr"
     higher_is_better = True
+    supports_fid = True  # with the FID Inception weights, FID of G(A) vs B is the runner's primary metric
     default_term_weights = {"G_GAN": 1.0, "G_L1": 100.0}
 
     def __init__(self, image_size: int = 256, in_channels: int = 3, out_channels: int = 3, ngf: int = 64,
                  ndf: int = 64, n_layers_D: int = 3, norm: str = "batch", use_dropout: bool = True,
                  gan_mode: str = "vanilla", init_type: str = "normal", init_gain: float = 0.02,
                  optim: Mapping[str, Any] | None = None, lr_decay: Mapping[str, Any] | None = None,
-                 weights: Mapping[str, float] | None = None) -> None:
+                 eval_mode: str = "eval", weights: Mapping[str, float] | None = None) -> None:
         optim = {**DEFAULT_OPTIM, **dict(optim or {})}
         super().__init__(optim=optim, weights={**self.default_term_weights, **dict(weights or {})})
         check_positive_int("image_size", image_size)
@@ -190,6 +205,8 @@ class Pix2PixModel(Model):
         self.image_size, self.ngf, self.ndf, self.n_layers_D = image_size, ngf, ndf, n_layers_D
         self.norm, self.use_dropout, self.gan_mode = norm, bool(use_dropout), gan_mode
         self.lr_decay = check_lr_decay(lr_decay)
+        check_choice("eval_mode", eval_mode, EVAL_MODES)
+        self.eval_mode = eval_mode
 
         self.G = init_weights(UnetGenerator(in_channels, out_channels, self.num_downs, ngf, norm, self.use_dropout),
                               init_type, init_gain)
@@ -254,21 +271,58 @@ class Pix2PixModel(Model):
         with self.autocast():
             return self.G(a).float()
 
+    @contextlib.contextmanager
+    def test_mode(self):
+        """The generator's behaviour for evaluation and sample images (see ``eval_mode``).
+
+        ``"eval"``: as the runner set it (``model.eval()``). ``"train"``: the
+        reference ``test.py`` without ``--eval``: normalisation layers use the
+        batch's statistics and dropout is active, while the running statistics
+        stay untouched and the dropout masks come from a fixed seed inside a
+        forked RNG (the training RNG stream is not consumed).
+        """
+        if self.eval_mode == "eval":
+            yield
+            return
+        saved = [(m, m.running_mean, m.running_var, m.num_batches_tracked) for m in self.G.modules()
+                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        was_training = self.G.training
+        try:
+            for m, *_ in saved:  # without running buffers BatchNorm normalises by the batch and updates nothing
+                m.running_mean = m.running_var = m.num_batches_tracked = None
+            self.G.train()
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                torch.manual_seed(EVAL_DROPOUT_SEED)
+                yield
+        finally:
+            for m, mean, var, count in saved:
+                m.running_mean, m.running_var, m.num_batches_tracked = mean, var, count
+            self.G.train(was_training)
+
     @torch.no_grad()
     def evaluate(self, loader: DataLoader) -> dict[str, float]:
         meter = MeanMeter()
-        for batch in loader:
-            fake_b = self.translate(batch["A"])
-            meter.update(paired_metrics(fake_b, batch["B"].to(self.device, non_blocking=True)))
+        with self.test_mode():
+            for batch in loader:
+                fake_b = self.translate(batch["A"])
+                meter.update(paired_metrics(fake_b, batch["B"].to(self.device, non_blocking=True)))
         return meter.compute()
+
+    @torch.no_grad()
+    def fid_pairs(self, batch) -> dict[str, tuple[Tensor, Tensor]]:
+        """FID/KID of G(A) against the real B images."""
+        with self.test_mode():
+            return {"": (self.translate(batch["A"]), batch["B"])}
 
     @torch.no_grad()
     def sample_images(self, batch) -> dict[str, Tensor]:
         a, b = batch["A"][:N_SAMPLE_IMAGES], batch["B"][:N_SAMPLE_IMAGES]
-        return {"input": to_unit(a), "fake": to_unit(self.translate(a)), "target": to_unit(b)}
+        with self.test_mode():
+            fake_b = self.translate(a)
+        return {"input": to_unit(a), "fake": to_unit(fake_b), "target": to_unit(b)}
 
     def hparams(self) -> dict[str, Any]:
         return {"image_size": self.image_size, "num_downs": self.num_downs, "ngf": self.ngf, "ndf": self.ndf,
                 "n_layers_D": self.n_layers_D, "norm": self.norm, "use_dropout": self.use_dropout,
-                "gan_mode": self.gan_mode, "lr": float(self.optim_cfg["lr"]),
+                "gan_mode": self.gan_mode, "eval_mode": self.eval_mode, "lr": float(self.optim_cfg["lr"]),
                 "lr_decay": self.lr_decay["start"] if self.lr_decay["enabled"] else "off"}
