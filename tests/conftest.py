@@ -48,5 +48,48 @@ def _torch_threads():
     GlobalHydra.instance().clear()
 
 
+def train_with_signal_at(model_cls, cfg, out: Path, stop_step: int):
+    """Train cfg; right after training step ``stop_step`` send ourselves SIGTERM (the real handler path).
+
+    Returns the RunInterrupted the runner raises after writing its checkpoint.
+    """
+    import os
+    import signal
+
+    from mtbench.train import RunInterrupted, train
+
+    original = model_cls.training_step
+    count = {"n": 0}
+
+    def step(self, batch, method):
+        logs = original(self, batch, method)
+        count["n"] += 1
+        if count["n"] == stop_step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return logs
+
+    model_cls.training_step = step
+    try:
+        with pytest.raises(RunInterrupted) as info:
+            train(cfg, out=out)
+    finally:
+        model_cls.training_step = original
+    return info.value
+
+
+def build_from_config(overrides: list[str]):
+    """(model, method, data) built from the real configs as the runner does (CPU, seed 0)."""
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg([*overrides, "device=cpu"])
+    torch.manual_seed(0)
+    data = instantiate(cfg.data, _convert_="object")
+    model = instantiate(cfg.model, _convert_="object")
+    meth = instantiate(cfg.method, params=model.multi_term_parameters(), term_names=model.term_names,
+                       default_weights=model.default_weights, _convert_="object")
+    model.train()
+    return model, meth, data
+
+
 def load_ckpt(run_dir: Path) -> dict:
     return torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 
 import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import CONF, compose_cfg, load_ckpt
+from conftest import build_from_config, train_with_signal_at, CONF, compose_cfg, load_ckpt
 from mtbench.models.cyclegan import CycleGANModel, is_paired
-from mtbench.train import RunInterrupted, train
+from mtbench.train import train
 
 METHODS = ["fixed", "softadapt", "softadapt_normalized", "softadapt_loss_weighted", "mtadam"]
 HAS_MTADAM = (CONF / "method" / "mtadam.yaml").is_file()
@@ -33,14 +31,7 @@ def _method_param(method: str):
 
 def build(method: str = "fixed", *overrides: str):
     """(model, method, data) built from the real configs, as the runner does (CPU)."""
-    cfg = compose_cfg([*SMALL, f"method={method}", "device=cpu", *overrides])
-    torch.manual_seed(0)
-    data = instantiate(cfg.data, _convert_="object")
-    model = instantiate(cfg.model, _convert_="object")
-    meth = instantiate(cfg.method, params=model.multi_term_parameters(), term_names=model.term_names,
-                       default_weights=model.default_weights, _convert_="object")
-    model.train()
-    return model, meth, data
+    return build_from_config([*SMALL, f"method={method}", *overrides])
 
 
 def first_batch(data, n: int = 2) -> dict[str, torch.Tensor]:
@@ -213,24 +204,6 @@ def test_fid_in_a_run_becomes_the_primary_metric(run_train, tmp_path):
     assert {"fid", "kid", "fid_AtoB", "fid_BtoA", "kid_AtoB", "kid_BtoA"} <= set(m) and math.isfinite(m["fid"])
 
 
-def _train_with_signal_at(cfg, out, stop_step: int):
-    original = CycleGANModel.training_step
-    count = {"n": 0}
-
-    def step(self, batch, method):
-        logs = original(self, batch, method)
-        count["n"] += 1
-        if count["n"] == stop_step:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return logs
-
-    CycleGANModel.training_step = step
-    try:
-        with pytest.raises(RunInterrupted) as info:
-            train(cfg, out=out)
-    finally:
-        CycleGANModel.training_step = original
-    return info.value
 
 
 def test_resume_continues_with_the_same_pools_and_parameters(tmp_path):
@@ -238,7 +211,7 @@ def test_resume_continues_with_the_same_pools_and_parameters(tmp_path):
     common = [*SMALL, "method=fixed", "model.pool_size=4", "trainer.max_steps=5", "trainer.progress=false",
               "trainer.log_every=5", "trainer.checkpoint_every=null", "device=cpu", "seed=3"]
     full = train(compose_cfg(common), out=tmp_path / "full")
-    stop = _train_with_signal_at(compose_cfg(common), tmp_path / "part", stop_step=3)
+    stop = train_with_signal_at(CycleGANModel, compose_cfg(common), tmp_path / "part", stop_step=3)
     assert stop.step == 3
     resumed = train(compose_cfg([*common, "resume=true"]), out=tmp_path / "part")
     a, b = load_ckpt(tmp_path / "full")["model"], load_ckpt(tmp_path / "part")["model"]

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 
 import pytest
 import torch
 
-from conftest import compose_cfg, load_ckpt
+from conftest import train_with_signal_at, compose_cfg, load_ckpt
 from mtbench.models.mnist import MNISTModel
-from mtbench.train import NonFiniteLossError, RunInterrupted, train
+from mtbench.train import NonFiniteLossError, train
 from mtbench.utils import ConfigError
 
 METHODS = ["fixed", "softadapt", "softadapt_normalized", "softadapt_loss_weighted", "mtadam"]
@@ -57,25 +56,6 @@ def test_tensorboard_has_terms_weights_eval_and_hparams(run_train):
     assert "hparams" in hp.PluginTagToContent("hparams") or hp.PluginTagToContent("hparams")
 
 
-def _train_with_signal_at(cfg, out, stop_step: int):
-    """Run cfg; at step ``stop_step`` send ourselves SIGTERM (the real handler path)."""
-    original = MNISTModel.training_step
-    count = {"n": 0}
-
-    def step(self, batch, method):
-        logs = original(self, batch, method)
-        count["n"] += 1
-        if count["n"] == stop_step:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return logs
-
-    MNISTModel.training_step = step
-    try:
-        with pytest.raises(RunInterrupted) as info:
-            train(cfg, out=out)
-    finally:
-        MNISTModel.training_step = original
-    return info.value
 
 
 @pytest.mark.parametrize("method", ["fixed", "softadapt_loss_weighted", "mtadam"])
@@ -86,7 +66,7 @@ def test_resume_after_sigterm_ends_with_identical_parameters(tmp_path, method):
     if method.startswith("softadapt"):
         common.append("method.update_every=2")
     full = train(compose_cfg(common), out=tmp_path / "full")
-    stop = _train_with_signal_at(compose_cfg(common), tmp_path / "part", stop_step=6)
+    stop = train_with_signal_at(MNISTModel, compose_cfg(common), tmp_path / "part", stop_step=6)
     assert stop.signum == signal.SIGTERM and stop.step == 6
     mid = load_ckpt(tmp_path / "part")
     assert mid["step"] == 6 and mid["epoch"] == 1 and mid["batch_in_epoch"] == 2 and not mid["finished"]
