@@ -190,6 +190,20 @@ def test_aligned_width_not_twice_height(facades):
     with pytest.raises(DataError) as err:
         aligned_splits(facades)
     assert str(facades / "train" / "odd.png") in str(err.value) and "30x20" in str(err.value)
+    assert "data.strict_aspect=false" in str(err.value)
+
+
+def test_aligned_non_strict_aspect_splits_at_half_width(facades):
+    # a cropped pair (as in real datasets): 64x20, left half red, right half blue
+    save(side_by_side(solid(32, 20, (200, 0, 0)), solid(32, 20, (0, 0, 200))), facades / "val" / "short.png")
+    splits = aligned_splits(facades, load_size=16, crop_size=16, strict_aspect=False)
+    item = splits.val[[p.name for p in splits.val.paths].index("short.png")]
+    assert item["A"].shape == item["B"].shape == (3, 16, 16)
+    assert item["A"][0].mean() > 0.5 and item["A"][2].mean() < -0.5  # A is the red half
+    assert item["B"][2].mean() > 0.5 and item["B"][0].mean() < -0.5  # B is the blue half
+    save(noise(31, 20), facades / "train" / "odd.png")
+    with pytest.raises(DataError, match="even width"):
+        aligned_splits(facades, strict_aspect=False)
 
 
 # -- unaligned (CycleGAN) -------------------------------------------------------------

@@ -30,11 +30,14 @@ from mtbench.data.transforms import PairedTransform, describe, list_images, load
 DIRECTIONS = ("AtoB", "BtoA")
 
 
-def _check_pair_size(path: Path, size: tuple[int, int], min_side: int) -> None:
+def _check_pair_size(path: Path, size: tuple[int, int], min_side: int, strict_aspect: bool = True) -> None:
     w, h = size
-    if w != 2 * h:
+    if strict_aspect and w != 2 * h:
         raise DataError(f"aligned image {path} is {w}x{h} (width x height); a pix2pix A|B image must be "
-                        f"twice as wide as it is high (e.g. 512x256); fix or remove it")
+                        f"twice as wide as it is high (e.g. 512x256); fix or remove it, or pass "
+                        f"data.strict_aspect=false to split every image at half its width (as the reference code)")
+    if not strict_aspect and (w % 2 or w < 4):
+        raise DataError(f"aligned image {path} is {w}x{h}: an A|B image needs an even width to split in halves")
     if h < min_side:
         raise DataError(f"aligned image {path} is {w}x{h}: each half ({h}x{h}) is smaller than "
                         f"crop_size {min_side} with preprocess='crop'; use a smaller crop_size or 'resize_and_crop'")
@@ -54,6 +57,10 @@ class AlignedDataset(Dataset):
         flip are drawn once per item and applied to both halves.
     max_items:
         Use only the first ``max_items`` files (None: all).
+    strict_aspect:
+        Require every file to be exactly twice as wide as high (True), or only
+        split it at half its width, each half then resized (False; the
+        reference code's behaviour, needed for datasets with cropped pairs).
 
     Every file's header is read at construction (cheap), so a corrupt file or a
     width that is not twice the height raises :class:`DataError` before training;
@@ -62,16 +69,17 @@ class AlignedDataset(Dataset):
 
     def __init__(self, folder: str | os.PathLike, direction: str = "AtoB",
                  transform: PairedTransform | None = None, max_items: int | None = None,
-                 what: str = "pix2pix folder", hint: str = "") -> None:
+                 what: str = "pix2pix folder", hint: str = "", strict_aspect: bool = True) -> None:
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         self.folder = Path(folder)
         self.direction = direction
+        self.strict_aspect = strict_aspect
         self.transform = transform or PairedTransform()
         self.paths = list_images(self.folder, what, hint, max_items)
         min_side = self.transform.min_input_size()
         for path, size in zip(self.paths, read_sizes(self.paths)):
-            _check_pair_size(path, size, min_side)
+            _check_pair_size(path, size, min_side, strict_aspect)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -79,7 +87,7 @@ class AlignedDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         path = self.paths[index]
         ab = load_rgb(path)
-        _check_pair_size(path, ab.size, self.transform.min_input_size())
+        _check_pair_size(path, ab.size, self.transform.min_input_size(), self.strict_aspect)
         w, h = ab.size
         a, b = ab.crop((0, 0, w // 2, h)), ab.crop((w // 2, 0, w, h))
         if self.direction == "BtoA":
@@ -93,7 +101,8 @@ class AlignedDataset(Dataset):
 
 def aligned_splits(root: str | os.PathLike, direction: str = "AtoB", load_size: int = 286,
                    crop_size: int = 256, flip: bool = True, preprocess: str = "resize_and_crop",
-                   max_items: int | None = None, name: str | None = None) -> DataSplits:
+                   max_items: int | None = None, name: str | None = None,
+                   strict_aspect: bool = True) -> DataSplits:
     """The pix2pix splits of an aligned dataset folder.
 
     Parameters
@@ -136,10 +145,12 @@ def aligned_splits(root: str | os.PathLike, direction: str = "AtoB", load_size: 
         raise DataError(f"pix2pix dataset folder not found: {describe(root)}; {hint}")
     train_tf = PairedTransform(load_size, crop_size, preprocess, flip, train=True)
     eval_tf = PairedTransform(load_size, crop_size, preprocess, flip=False, train=False)
-    train = AlignedDataset(root / "train", direction, train_tf, max_items, "pix2pix train folder", hint)
+    train = AlignedDataset(root / "train", direction, train_tf, max_items, "pix2pix train folder", hint,
+                           strict_aspect)
     evals = {}
     for split in ("val", "test"):
         folder = root / split
-        evals[split] = (AlignedDataset(folder, direction, eval_tf, max_items, f"pix2pix {split} folder")
+        evals[split] = (AlignedDataset(folder, direction, eval_tf, max_items, f"pix2pix {split} folder",
+                                       strict_aspect=strict_aspect)
                         if folder.is_dir() else None)
     return DataSplits(train=train, val=evals["val"], test=evals["test"], name=name or f"pix2pix/{root.name}")
