@@ -182,3 +182,15 @@ def test_bad_values_are_rejected_with_the_key(tmp_path, override, message):
 
     assert re.search(message, explain(info.value))
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_resume_true_without_a_dir_continues_the_newest_unfinished_run_of_the_same_seed(tmp_path):
+    common = ["data.train_per_class=5", "trainer.batch_size=10", "trainer.max_steps=6", "trainer.progress=false",
+              "trainer.checkpoint_every=null", "device=cpu", "seed=4"]
+    parent = tmp_path / "runs" / "mnist" / "fixed"
+    train_with_signal_at(MNISTModel, compose_cfg(common), parent / "2026-01-01_00-00-00_s4", stop_step=2)
+    fresh = parent / "2026-01-02_00-00-00_s4"  # what Hydra makes for the new invocation
+    (fresh / ".hydra").mkdir(parents=True)
+    s = train(compose_cfg([*common, "resume=true"]), out=fresh)
+    assert s["run_dir"].endswith("2026-01-01_00-00-00_s4") and s["steps"] == 6
+    assert not fresh.exists()  # the empty folder of this invocation is removed, nothing else
