@@ -9,12 +9,11 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import build_from_config, train_with_signal_at, CONF, compose_cfg, load_ckpt
+from conftest import build_from_config, train_with_signal_at, compose_cfg, load_ckpt
 from mtbench.models.cyclegan import CycleGANModel, is_paired
 from mtbench.train import train
 
 METHODS = ["fixed", "softadapt", "softadapt_normalized", "softadapt_loss_weighted", "mtadam"]
-HAS_MTADAM = (CONF / "method" / "mtadam.yaml").is_file()
 # 32x32 images, 8 filters, 2 residual blocks, 8 train items of batch 2 (4 steps per epoch)
 SMALL = ["model=cyclegan", "data.image_size=32", "data.n_train=8", "data.n_val=4", "data.n_test=4",
          "model.ngf=8", "model.ndf=8", "model.n_blocks=2", "trainer.batch_size=2", "trainer.eval_batch_size=4",
@@ -23,10 +22,6 @@ TERMS = ["G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B"]
 LOGGED = [*TERMS, "D_A", "D_B"]
 
 
-def _method_param(method: str):
-    if method == "mtadam" and not HAS_MTADAM:
-        return pytest.param(method, marks=pytest.mark.skip(reason="conf/method/mtadam.yaml does not exist yet"))
-    return method
 
 
 def build(method: str = "fixed", *overrides: str):
@@ -38,7 +33,7 @@ def first_batch(data, n: int = 2) -> dict[str, torch.Tensor]:
     return next(iter(torch.utils.data.DataLoader(data.train, batch_size=n)))
 
 
-@pytest.mark.parametrize("method", [_method_param(m) for m in METHODS])
+@pytest.mark.parametrize("method", [m for m in METHODS])
 def test_every_method_trains_through_the_runner(run_train, method):
     extra = ["method.update_every=1"] if method.startswith("softadapt") else []
     if method == "fixed":
@@ -65,7 +60,7 @@ def test_every_method_trains_through_the_runner(run_train, method):
     assert ckpt["finished"] and set(ckpt["aux_optimizers"]) == {"D"} and len(ckpt["schedulers"]) == 2
 
 
-@pytest.mark.parametrize("method", ["fixed", _method_param("mtadam")])
+@pytest.mark.parametrize("method", ["fixed", "mtadam"])
 def test_generator_step_leaves_discriminator_grads_untouched(method):
     model, meth, data = build(method)
     batch = first_batch(data)
@@ -241,5 +236,4 @@ def test_presets_compose():
     plain = compose_cfg(["model=cyclegan"])
     assert plain.hydra.runtime.choices.data == "cyclegan_embedded" and plain.trainer.batch_size == 1
     for method in METHODS:
-        if method != "mtadam" or HAS_MTADAM:
-            compose_cfg(["model=cyclegan", "experiment=cyclegan_quick", f"method={method}"])
+        compose_cfg(["model=cyclegan", "experiment=cyclegan_quick", f"method={method}"])

@@ -9,12 +9,11 @@ import signal
 import pytest
 import torch
 
-from conftest import build_from_config, train_with_signal_at, CONF, compose_cfg, load_ckpt
+from conftest import build_from_config, train_with_signal_at, compose_cfg, load_ckpt
 from mtbench.models.pix2pix import Pix2PixModel, linear_decay
 from mtbench.train import train
 
 METHODS = ["fixed", "softadapt", "softadapt_normalized", "softadapt_loss_weighted", "mtadam"]
-HAS_MTADAM = (CONF / "method" / "mtadam.yaml").is_file()
 # 32x32 images, 8 filters, 8 train pairs of batch 2 (4 steps per epoch)
 SMALL = ["model=pix2pix", "data.image_size=32", "data.n_train=8", "data.n_val=4", "data.n_test=4",
          "model.ngf=8", "model.ndf=8", "trainer.batch_size=2", "trainer.eval_batch_size=4",
@@ -23,10 +22,6 @@ TERMS = ["G_GAN", "G_L1"]
 LOGGED = [*TERMS, "D", "D_real", "D_fake"]
 
 
-def _method_param(method: str):
-    if method == "mtadam" and not HAS_MTADAM:
-        return pytest.param(method, marks=pytest.mark.skip(reason="conf/method/mtadam.yaml does not exist yet"))
-    return method
 
 
 def build(method: str = "fixed", *overrides: str):
@@ -38,7 +33,7 @@ def first_batch(data, n: int = 2) -> dict[str, torch.Tensor]:
     return next(iter(torch.utils.data.DataLoader(data.train, batch_size=n)))
 
 
-@pytest.mark.parametrize("method", [_method_param(m) for m in METHODS])
+@pytest.mark.parametrize("method", [m for m in METHODS])
 def test_every_method_trains_through_the_runner(run_train, method):
     extra = ["method.update_every=1"] if method.startswith("softadapt") else []
     if method == "fixed":
@@ -63,7 +58,7 @@ def test_every_method_trains_through_the_runner(run_train, method):
     assert ckpt["finished"] and set(ckpt["aux_optimizers"]) == {"D"} and len(ckpt["schedulers"]) == 2
 
 
-@pytest.mark.parametrize("method", ["fixed", _method_param("mtadam")])
+@pytest.mark.parametrize("method", ["fixed", "mtadam"])
 def test_generator_step_leaves_discriminator_grads_untouched(method):
     model, meth, data = build(method)
     batch = first_batch(data)
@@ -143,8 +138,6 @@ def test_lr_decay_schedule_for_generator_and_discriminator():
 
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")
 def test_lr_decay_schedule_with_mtadam():
-    if not HAS_MTADAM:
-        pytest.skip("conf/method/mtadam.yaml does not exist yet")
     model, meth, _ = build("mtadam", "model.lr_decay.start=0.0")
     scheds = model.lr_schedulers(meth, 4)
     for s in scheds:
@@ -270,5 +263,4 @@ def test_presets_compose():
     assert plain.hydra.runtime.choices.data == "pix2pix_embedded" and plain.trainer.batch_size == 1
     assert compose_cfg(["model=pix2pix", "data=facades"]).model.image_size == 256
     for method in METHODS:
-        if method != "mtadam" or HAS_MTADAM:
-            compose_cfg(["model=pix2pix", "experiment=pix2pix_quick", f"method={method}"])
+        compose_cfg(["model=pix2pix", "experiment=pix2pix_quick", f"method={method}"])

@@ -12,15 +12,13 @@ from hydra.utils import instantiate
 from PIL import Image
 from torch import nn
 
-from conftest import CONF, compose_cfg, load_ckpt
+from conftest import compose_cfg, load_ckpt
 from mtbench.cli import explain
 from mtbench.models.srgan import SRGANModel
 from mtbench.nets import MissingWeightsError
 from mtbench.nets import vgg as vgg_module
 
 METHODS = ["fixed", "softadapt", "softadapt_normalized", "softadapt_loss_weighted", "mtadam"]
-HAVE_MTADAM = (CONF / "method" / "mtadam.yaml").is_file()
-NO_MTADAM = "conf/method/mtadam.yaml does not exist yet (MTAdam is written by another worker)"
 
 NETS = ["model.n_blocks=2", "model.n_features=8", "model.ndf=8", "model.d_fc_features=16"]
 # crop 32 (LR 8x8), a handful of crops, batch 4
@@ -39,9 +37,6 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _method_param(method: str):
-    marks = [pytest.mark.skipif(not HAVE_MTADAM, reason=NO_MTADAM)] if method == "mtadam" else []
-    return pytest.param(method, marks=marks)
 
 
 def _records(run_dir):
@@ -70,7 +65,7 @@ def vgg_file(tmp_path_factory):
 
 
 # ----------------------------------------------------------------------------- the runner, every method
-@pytest.mark.parametrize("method", [_method_param(m) for m in METHODS])
+@pytest.mark.parametrize("method", [m for m in METHODS])
 def test_every_method_trains_logs_and_evaluates(run_train, method):
     extra = ["method.update_every=1"] if method.startswith("softadapt") else []
     images = ["trainer.image_every=2"] if method == "fixed" else []  # sample_images through TensorBoard once
@@ -181,7 +176,7 @@ class SpyMethod:
         self.seen["before"], self.seen["after"] = before, after
 
 
-@pytest.mark.parametrize("method", [_method_param("fixed"), _method_param("mtadam")])
+@pytest.mark.parametrize("method", ["fixed", "mtadam"])
 def test_g_step_leaves_d_grads_untouched_and_d_step_updates_d(method):
     torch.manual_seed(0)
     cfg = compose_cfg([*TINY, f"method={method}"])
