@@ -70,7 +70,7 @@ DEFAULT_BASELINE_LABEL = "hyperband-tuned fixed"
 # command-line overrides that do not change what a run computes: never split rows on them
 NEUTRAL_OVERRIDES = {"seed", "model", "data", "method", "resume", "name", "trainer.progress", "trainer.log_every",
                      "trainer.checkpoint_every", "trainer.num_workers", "trainer.eval_batch_size",
-                     "trainer.image_every"}
+                     "trainer.image_every", "device.threads"}
 
 PathLike = str | os.PathLike
 

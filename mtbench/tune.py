@@ -11,7 +11,9 @@ every ``min_resource`` so that Hyperband prunes at its rungs.
 Search space: the weight of every term is log-uniform over
 [default / range_factor, default * range_factor]; the terms in
 ``tune.fixed_terms`` (default: the first term, the reference scale) stay at
-their default.
+their default. With ``tune.enqueue_defaults`` (on by default) the first trial
+of a new study evaluates the default weights themselves, so the tuned baseline
+is never worse on validation than the defaults it is compared with.
 
 Storage: an Optuna journal file (``runs/tune/<model>-<data>/study.journal``)
 by default, or ``tune.storage=<journal path or database URL>``; several
@@ -132,7 +134,8 @@ def tune(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
         key, higher = "fid", False
     else:
         key, higher = model.primary_metric, model.higher_is_better
-    ranges, fixed = search_space(model.term_names, model.default_weights, t.fixed_terms, float(t.range_factor))
+    default_weights = dict(model.default_weights)
+    ranges, fixed = search_space(model.term_names, default_weights, t.fixed_terms, float(t.range_factor))
     steps_per_unit = 1 if t.resource == "steps" else math.ceil(len(data.train) / cfg.trainer.batch_size)
     del model, data
 
@@ -175,6 +178,8 @@ def tune(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
         return float(summary["metrics"][key])
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if t.enqueue_defaults and not study.trials:  # a new study starts from the default weights
+        study.enqueue_trial({n: float(cfg_default) for n, cfg_default in default_weights.items() if n in ranges})
     study.optimize(objective, n_trials=t.n_trials, catch=(NonFiniteLossError,),
                    callbacks=[lambda s, tr: log.info("trial %d: %s %s", tr.number, tr.state.name, tr.value)])
     counts = _counts(study)
@@ -191,7 +196,7 @@ def tune(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
                    "reduction_factor": t.reduction_factor, "steps_per_unit": steps_per_unit},
         "trials": counts,
         "search": {"range_factor": float(t.range_factor), "fixed_terms": list(fixed), "sampler": t.sampler,
-                   "seed": t.seed},
+                   "seed": t.seed, "enqueue_defaults": bool(t.enqueue_defaults)},
         "study": {"name": study_name, "storage": storage_id},
         "command": " ".join(["mtbench", "tune", *sys.argv[1:]]),
         "created": dt.datetime.now().isoformat(timespec="seconds"),

@@ -7,9 +7,19 @@
 #     SEEDS      comma-separated seeds (default 0,1,2,3,4)
 #     DATASETS   mnist5k and/or t10k (default "mnist5k t10k")
 #     SCALES     uniform and/or loguniform (default "uniform loguniform")
+#   environment:
+#     RUN_ROOT     where the runs go (default runs/reproduce/mnist). Re-running with the same RUN_ROOT
+#                  trains only the (stage, method, seed) runs that have no summary.json yet, so the script
+#                  resumes after an interruption and adding seeds trains only the new ones.
+#     T10K_STEPS   optimisation steps of a t10k run (default 825, the step budget of mnist5k's 15 epochs
+#                  of 3,500 digits; about 7 epochs of t10k's 7,500), so both datasets get the same budget
+#     TUNE_TRIALS  Hyperband trials (default 20); TUNE_RANGE: weights searched in [1/R, R] (default 1000,
+#                  wide enough to undo scales up to 1000); SKIP_TUNE=1 leaves the tuned baseline out
+#     THREADS      torch intra-op threads per run (default: torch's choice)
 #
 # For each dataset and scale setting: every method on the unbalanced terms, balanced Adam
-# (all scales 1) as the reference, and the Hyperband-tuned fixed weights (SKIP_TUNE=1 leaves them out).
+# (all scales 1) as the reference, and the Hyperband-tuned fixed weights (tuned once per setting;
+# delete $RUN_ROOT/<tag>/baseline to tune again).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA_ROOT=${1:-../shared/data}
@@ -17,13 +27,29 @@ SEEDS=${2:-0,1,2,3,4}
 DATASETS=${3:-mnist5k t10k}
 SCALES=${4:-uniform loguniform}
 MT=${MTBENCH:-.venv/bin/mtbench}
-METHODS=fixed,softadapt,softadapt_normalized,softadapt_loss_weighted,mtadam
-STAMP=$(date +%Y-%m-%d_%H-%M-%S)
+ROOT=${RUN_ROOT:-runs/reproduce/mnist}
+COMMON=(trainer.progress=false)
+if [ -n "${THREADS:-}" ]; then COMMON+=(device.threads=$THREADS); fi
+
+# run one multirun stage for the seeds of SEEDS that have no finished run in $dir yet
+#   stage DIR METHOD OVERRIDES...
+stage() {
+  local dir=$1 method=$2; shift 2
+  local todo=() s
+  for s in ${SEEDS//,/ }; do
+    compgen -G "$dir/*_mnist_${method}_s${s}/summary.json" >/dev/null || todo+=("$s")
+  done
+  if [ ${#todo[@]} -eq 0 ]; then echo "[reproduce_mnist] $dir: $method done for seeds $SEEDS"; return; fi
+  local seeds; seeds=$(IFS=,; echo "${todo[*]}")
+  echo "[reproduce_mnist] $dir: $method, seeds $seeds"
+  "$MT" train -m "$@" method="$method" seed="$seeds" "${COMMON[@]}" "hydra.sweep.dir=$dir"
+}
 
 for ds in $DATASETS; do
   if [ "$ds" = t10k ]; then
     # the real MNIST test file, a fixed 8,000/2,000 split; 500 of the 8,000 validate (tuning)
-    DATA=(data=mnist "data.root=$DATA_ROOT/mnist_t10k" data.subset=t10k data.download=false data.val_size=500)
+    DATA=(data=mnist "data.root=$DATA_ROOT/mnist_t10k" data.subset=t10k data.download=false data.val_size=500
+          trainer.max_steps=${T10K_STEPS:-825})
   else
     DATA=(data=mnist5k)
   fi
@@ -31,20 +57,23 @@ for ds in $DATASETS; do
     if [ "$sc" = loguniform ]; then SCL=(model.scales.kind=loguniform model.scales.low=0.001 model.scales.high=1000)
     else SCL=(model.scales.kind=uniform model.scales.low=0 model.scales.high=1000); fi
     tag="${ds}_${sc}"
-    sweep="runs/reproduce/mnist/$STAMP/$tag"
-    "$MT" train -m experiment=mnist_unbalanced "${DATA[@]}" "${SCL[@]}" method=$METHODS seed="$SEEDS" \
-      trainer.progress=false "hydra.sweep.dir=$sweep/unbalanced"
-    "$MT" train -m experiment=mnist_balanced "${DATA[@]}" method=fixed seed="$SEEDS" \
-      trainer.progress=false "hydra.sweep.dir=$sweep/balanced"
-    bl="runs/reproduce/mnist/$STAMP/baselines_$tag"
-    runs=("$sweep/unbalanced" "$sweep/balanced")
+    run="$ROOT/$tag"
+    for m in fixed softadapt softadapt_normalized softadapt_loss_weighted mtadam; do
+      stage "$run/unbalanced" $m experiment=mnist_unbalanced "${DATA[@]}" "${SCL[@]}"
+    done
+    stage "$run/balanced" fixed experiment=mnist_balanced "${DATA[@]}"
+    runs=("$run/unbalanced" "$run/balanced")
     if [ "${SKIP_TUNE:-0}" != 1 ]; then
-    "$MT" tune experiment=mnist_unbalanced "${DATA[@]}" "${SCL[@]}" "baselines_dir=$bl" \
-      tune.n_trials=${TUNE_TRIALS:-20} tune.min_resource=90 tune.max_resource=810 \
-      "tune.storage=runs/reproduce/mnist/$STAMP/$tag.journal" "hydra.run.dir=$sweep/tune"
-    "$MT" train -m experiment=mnist_unbalanced "${DATA[@]}" "${SCL[@]}" method=fixed method.weights=baseline \
-      "baselines_dir=$bl" seed="$SEEDS" trainer.progress=false "hydra.sweep.dir=$sweep/tuned_fixed"
-    runs+=("$sweep/tuned_fixed")
+      bl="$run/baseline"
+      if ! compgen -G "$bl/*.yaml" >/dev/null; then
+        "$MT" tune experiment=mnist_unbalanced "${DATA[@]}" "${SCL[@]}" "baselines_dir=$bl" "${COMMON[@]}" \
+          tune.n_trials=${TUNE_TRIALS:-20} tune.range_factor=${TUNE_RANGE:-1000} \
+          tune.min_resource=90 tune.max_resource=810 \
+          "tune.storage=$run/tune.journal" "hydra.run.dir=$run/tune"
+      fi
+      stage "$run/tuned_fixed" fixed experiment=mnist_unbalanced "${DATA[@]}" "${SCL[@]}" method.weights=baseline \
+        "baselines_dir=$bl"
+      runs+=("$run/tuned_fixed")
     fi
     mkdir -p results/mnist
     "$MT" report "${runs[@]}" --out "results/mnist/$tag" --overwrite

@@ -100,3 +100,18 @@ def test_two_concurrent_workers_share_one_study_and_lose_no_trial(tmp_path):
     assert len({t.number for t in study.trials}) == 6
     data = yaml.safe_load((tmp_path / "bl" / "mnist-mnist5k.yaml").read_text())
     assert data["trials"]["total"] == 6
+
+
+def test_a_new_study_first_evaluates_the_default_weights(tmp_path):
+    """enqueue_defaults: trial 0 is the defaults (all 1 for MNIST); off, trial 0 is a sampled point."""
+    params = {}
+    for flag in ("true", "false"):
+        journal = tmp_path / f"{flag}.journal"
+        cfg = compose_cfg(["tune.n_trials=1", "tune.min_resource=2", "tune.max_resource=2", "tune.final_run=false",
+                           f"tune.enqueue_defaults={flag}", f"tune.storage={journal}",
+                           f"baselines_dir={tmp_path / flag}", *TINY], config_name="tune")
+        record = tune(cfg, out=tmp_path / f"out_{flag}")
+        params[flag] = record["weights"]
+        assert record["search"]["enqueue_defaults"] == (flag == "true")
+    assert params["true"] == {f"term_{c}": 1.0 for c in range(10)}
+    assert all(params["false"][f"term_{c}"] != 1.0 for c in range(1, 10))
