@@ -237,3 +237,19 @@ def test_presets_compose():
     assert plain.hydra.runtime.choices.data == "cyclegan_embedded" and plain.trainer.batch_size == 1
     for method in METHODS:
         compose_cfg(["model=cyclegan", "experiment=cyclegan_quick", f"method={method}"])
+
+
+def test_metric_selects_the_primary_metric_and_needs_pairs():
+    model, _, data = build("fixed")
+    assert (model.primary_metric, model.higher_is_better) == ("cycle_l1", False)
+    psnr = CycleGANModel(image_size=32, ngf=2, ndf=2, n_blocks=1, metric="psnr")
+    assert (psnr.primary_metric, psnr.higher_is_better) == ("psnr", True)
+    assert CycleGANModel(image_size=32, ngf=2, ndf=2, n_blocks=1, metric="l1").higher_is_better is False
+    psnr.eval()
+    assert "psnr" in psnr.evaluate(torch.utils.data.DataLoader(data.test, batch_size=4))
+    with pytest.raises(ValueError, match="not known to hold aligned pairs"):
+        psnr.evaluate(torch.utils.data.DataLoader(data.train, batch_size=4))
+    with pytest.raises(ValueError, match="model.metric must be one of"):
+        CycleGANModel(image_size=32, ngf=2, ndf=2, metric="fid")
+    with pytest.raises(ValueError, match="paired_eval is false"):
+        CycleGANModel(image_size=32, ngf=2, ndf=2, metric="ssim", paired_eval=False)

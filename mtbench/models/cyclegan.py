@@ -93,6 +93,13 @@ paired_eval:
     (serial, A = the edge map of B); false otherwise (e.g. horse2zebra).
     Set it to true for unaligned folders whose test pairs match
     (CycleGAN's facades, maps, cityscapes).
+metric:
+    The primary metric (the runner's best checkpoint, the tuning objective
+    when FID is off): ``"cycle_l1"`` (default; lower is better) needs no
+    pairs. With aligned eval pairs (``paired_eval``) ``"psnr"`` or ``"ssim"``
+    (higher is better) or ``"l1"`` of ``G_A(A)`` vs ``B`` score the
+    translation itself; prefer them for tuning, since the cycle error alone
+    rewards simply raising the cycle weights.
 weights:
     Default fixed weight per term (see above).
 """
@@ -122,6 +129,10 @@ from mtbench.models.pix2pix import (
 from mtbench.nets import GAN_MODES, GANLoss, ImagePool, NLayerDiscriminator, ResnetGenerator, init_weights, \
     resnet_n_blocks
 
+# primary metrics a CycleGAN run may select (model.metric) and whether higher is better
+METRIC_HIGHER_IS_BETTER = {"cycle_l1": False, "l1": False, "psnr": True, "ssim": True}
+
+
 def is_paired(dataset: Dataset) -> bool:
     """Whether item i of ``dataset`` holds an aligned pair (A, B) (see ``paired_eval``)."""
     flag = getattr(dataset, "paired", None)
@@ -148,7 +159,7 @@ class CycleGANModel(Model):
                  use_dropout: bool = False, gan_mode: str = "lsgan", pool_size: int = 50,
                  init_type: str = "normal", init_gain: float = 0.02, optim: Mapping[str, Any] | None = None,
                  lr_decay: Mapping[str, Any] | None = None, paired_eval: str | bool = "auto",
-                 weights: Mapping[str, float] | None = None) -> None:
+                 weights: Mapping[str, float] | None = None, metric: str = "cycle_l1") -> None:
         optim = {**DEFAULT_OPTIM, **dict(optim or {})}
         super().__init__(optim=optim, weights={**self.default_term_weights, **dict(weights or {})})
         check_positive_int("image_size", image_size)
@@ -168,6 +179,11 @@ class CycleGANModel(Model):
         check_choice("norm", norm, ("batch", "instance", "none"))
         if not (paired_eval == "auto" or isinstance(paired_eval, bool)):
             raise ValueError(f"model.paired_eval must be 'auto', true or false, got {paired_eval!r}")
+        check_choice("metric", metric, tuple(METRIC_HIGHER_IS_BETTER))
+        if metric != "cycle_l1" and paired_eval is False:
+            raise ValueError(f"model.metric={metric} scores G_A(A) against B: it needs aligned eval pairs, "
+                             f"but model.paired_eval is false")
+        self.primary_metric, self.higher_is_better = metric, METRIC_HIGHER_IS_BETTER[metric]
         self.image_size, self.ngf, self.ndf, self.n_blocks = image_size, ngf, ndf, n_blocks
         self.n_layers_D, self.norm, self.use_dropout = n_layers_D, norm, bool(use_dropout)
         self.gan_mode, self.pool_size, self.paired_eval = gan_mode, pool_size, paired_eval
@@ -267,6 +283,9 @@ class CycleGANModel(Model):
     @torch.no_grad()
     def evaluate(self, loader: DataLoader) -> dict[str, float]:
         paired = is_paired(loader.dataset) if self.paired_eval == "auto" else self.paired_eval
+        if self.primary_metric != "cycle_l1" and not paired:
+            raise ValueError(f"model.metric={self.primary_metric} scores G_A(A) against B, but this split is not "
+                             f"known to hold aligned pairs; set model.paired_eval=true if its A and B match")
         meter = MeanMeter()
         for batch in loader:
             a = batch["A"].to(self.device, non_blocking=True)

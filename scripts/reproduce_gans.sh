@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Reproduce the GAN comparisons at the quick scale on real data and write the tables and plots into
+# results/gans/<model>/:
+#   pix2pix   people_contours, contour drawing -> photo (B->A), 64x64    experiment=pix2pix_people_contours
+#   cyclegan  people_contours contours <-> photos, unpaired, 64x64       experiment=cyclegan_people_contours
+#   srgan     x4, trained on 32x32 crops of 60 BSD68 images, validated on
+#             the other 8, reported on Set5 and Set14                     experiment=srgan_bsd68
+# each under the default fixed weights, the three SoftAdapt variants, MTAdam and the Hyperband-tuned fixed weights.
+#
+#   scripts/reproduce_gans.sh [DATA_ROOT] [SEEDS] [MODELS]
+#     DATA_ROOT  folder holding people_contours/ and sr/{BSD68,Set5,Set14} (default ../shared/data)
+#     SEEDS      comma-separated seeds (default 0,1,2)
+#     MODELS     any of pix2pix cyclegan srgan (default all three)
+#   environment:
+#     RUN_ROOT     where the prepared data and the runs go (default runs/reproduce/gans). Re-running with the
+#                  same RUN_ROOT trains only the (stage, method, seed) runs without a summary.json yet.
+#     TUNE_TRIALS  Hyperband trials per model (default 12); SKIP_TUNE=1 leaves the tuned baseline out
+#     THREADS      torch intra-op threads per run (default: torch's choice)
+#
+# FID/KID: with the pytorch-fid Inception weights on disk (eval.fid=auto finds them) FID becomes each GAN's
+# primary metric and the tuning objective; without them (offline) the task metrics are reported:
+# PSNR/SSIM/L1 against the true photo (pix2pix, CycleGAN on its held-out pairs), Y-channel PSNR/SSIM (SRGAN).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA_ROOT=${1:-../shared/data}
+SEEDS=${2:-0,1,2}
+MODELS=${3:-pix2pix cyclegan srgan}
+MT=${MTBENCH:-.venv/bin/mtbench}
+PY=${PYTHON:-.venv/bin/python}
+ROOT=${RUN_ROOT:-runs/reproduce/gans}
+COMMON=(trainer.progress=false)
+if [ -n "${THREADS:-}" ]; then COMMON+=(device.threads=$THREADS); fi
+
+# the data layouts (links and PNG halves under $ROOT/data; the source is never modified)
+"$PY" scripts/prepare_people_contours.py "$DATA_ROOT/people_contours" "$ROOT/data/people_contours"
+SR="$ROOT/data/sr"
+if [ ! -d "$SR/bsd68_val" ]; then  # BSD68: the first 60 images (by name) train, the last 8 validate
+  mapfile -t bsd < <(ls "$DATA_ROOT/sr/BSD68" | sort)
+  if [ ${#bsd[@]} -ne 68 ]; then echo "error: expected 68 images in $DATA_ROOT/sr/BSD68, found ${#bsd[@]}" >&2; exit 2; fi
+  mkdir -p "$SR.partial/bsd68_train" "$SR.partial/bsd68_val"
+  for f in "${bsd[@]:0:60}"; do ln -sf "$(realpath "$DATA_ROOT/sr/BSD68/$f")" "$SR.partial/bsd68_train/$f"; done
+  for f in "${bsd[@]:60}"; do ln -sf "$(realpath "$DATA_ROOT/sr/BSD68/$f")" "$SR.partial/bsd68_val/$f"; done
+  rm -rf "$SR"; mv "$SR.partial" "$SR"
+fi
+
+# run one multirun stage for the seeds of SEEDS without a finished run of METHOD in DIR yet
+#   stage DIR MODEL METHOD OVERRIDES...
+stage() {
+  local dir=$1 model=$2 method=$3; shift 3
+  local todo=() s
+  for s in ${SEEDS//,/ }; do
+    compgen -G "$dir/*_${model}_${method}_s${s}/summary.json" >/dev/null || todo+=("$s")
+  done
+  if [ ${#todo[@]} -eq 0 ]; then echo "[reproduce_gans] $dir: $method done for seeds $SEEDS"; return; fi
+  local seeds; seeds=$(IFS=,; echo "${todo[*]}")
+  echo "[reproduce_gans] $dir: $method, seeds $seeds"
+  "$MT" train -m "$@" method="$method" seed="$seeds" "${COMMON[@]}" "hydra.sweep.dir=$dir"
+}
+
+for model in $MODELS; do
+  case $model in
+    pix2pix)  ARGS=(experiment=pix2pix_people_contours "data.root=$ROOT/data/people_contours/aligned"); MAXR=600 ;;
+    cyclegan) ARGS=(experiment=cyclegan_people_contours "data.root=$ROOT/data/people_contours/unpaired"); MAXR=400 ;;
+    srgan)    ARGS=(experiment=srgan_bsd68 "data.train_root=$SR/bsd68_train"
+                    "data.eval_roots=[$SR/bsd68_val,$(realpath "$DATA_ROOT/sr/Set5"),$(realpath "$DATA_ROOT/sr/Set14")]")
+              MAXR=300 ;;
+    *) echo "error: unknown model '$model' (choose from pix2pix cyclegan srgan)" >&2; exit 2 ;;
+  esac
+  run="$ROOT/$model"
+  for m in fixed softadapt softadapt_normalized softadapt_loss_weighted mtadam; do
+    stage "$run/methods" "$model" $m "${ARGS[@]}"
+  done
+  runs=("$run/methods")
+  if [ "${SKIP_TUNE:-0}" != 1 ]; then
+    bl="$run/baseline"
+    if ! compgen -G "$bl/*.yaml" >/dev/null; then
+      # Hyperband rungs at MAXR/9, MAXR/3 and MAXR steps (eta 3); the objective is the validation split's
+      "$MT" tune "${ARGS[@]}" "baselines_dir=$bl" "${COMMON[@]}" tune.n_trials=${TUNE_TRIALS:-12} \
+        tune.min_resource=$((MAXR / 9)) tune.max_resource=$MAXR \
+        "tune.storage=$run/tune.journal" "hydra.run.dir=$run/tune"
+    fi
+    stage "$run/tuned_fixed" "$model" fixed "${ARGS[@]}" method.weights=baseline "baselines_dir=$bl"
+    runs+=("$run/tuned_fixed")
+  fi
+  mkdir -p results/gans
+  "$MT" report "${runs[@]}" --out "results/gans/$model" --overwrite
+  if [ "${SKIP_TUNE:-0}" != 1 ]; then cp "$bl"/*.yaml "results/gans/$model/hyperband_baseline.yaml"; fi
+done
