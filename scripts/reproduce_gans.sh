@@ -82,7 +82,7 @@ for model in $MODELS; do
     stage "$run/tuned_fixed" "$model" fixed "${ARGS[@]}" method.weights=baseline "baselines_dir=$bl"
     runs+=("$run/tuned_fixed")
   fi
-  mkdir -p results/gans
+  mkdir -p results/gans && rm -f "results/gans/$model"/*.png  # figures of an earlier report
   "$MT" report "${runs[@]}" --out "results/gans/$model" --overwrite
   if [ "${SKIP_TUNE:-0}" != 1 ]; then cp "$bl"/*.yaml "results/gans/$model/hyperband_baseline.yaml"; fi
 done

@@ -75,7 +75,7 @@ for ds in $DATASETS; do
         "baselines_dir=$bl"
       runs+=("$run/tuned_fixed")
     fi
-    mkdir -p results/mnist
+    mkdir -p results/mnist && rm -f "results/mnist/$tag"/*.png  # figures of an earlier report
     "$MT" report "${runs[@]}" --out "results/mnist/$tag" --overwrite
     if [ "${SKIP_TUNE:-0}" != 1 ]; then cp "$bl"/*.yaml "results/mnist/$tag/hyperband_baseline.yaml"; fi
   done
