@@ -39,7 +39,8 @@ def collect(folders: list[Path]) -> dict[str, list[tuple[str, list[float], list[
                 continue  # tuned fixed weights: not a balancing method
             scales = draw_scales(**scales_cfg)
             weights = [float(s["final_weights"][f"term_{c}"]) for c in range(len(scales))]
-            label = f"{s['data']}, {scales_cfg.get('kind', 'uniform')}"
+            data = cfg["config"]["data"].get("subset") or s["data"]  # t10k: data=mnist with subset=t10k
+            label = f"{data}, {scales_cfg.get('kind', 'uniform')}"
             out.setdefault(str(s["method"]), []).append((label, scales, weights))
     return out
 
