@@ -179,7 +179,7 @@ def tune(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if t.enqueue_defaults and not study.trials:  # a new study starts from the default weights
-        study.enqueue_trial({n: float(cfg_default) for n, cfg_default in default_weights.items() if n in ranges})
+        study.enqueue_trial({n: float(default_weights[n]) for n in ranges})
     study.optimize(objective, n_trials=t.n_trials, catch=(NonFiniteLossError,),
                    callbacks=[lambda s, tr: log.info("trial %d: %s %s", tr.number, tr.state.name, tr.value)])
     counts = _counts(study)

@@ -43,19 +43,7 @@ if [ ! -d "$SR/bsd68_val" ]; then  # BSD68: the first 60 images (by name) train,
   rm -rf "$SR"; mv "$SR.partial" "$SR"
 fi
 
-# run one multirun stage for the seeds of SEEDS without a finished run of METHOD in DIR yet
-#   stage DIR MODEL METHOD OVERRIDES...
-stage() {
-  local dir=$1 model=$2 method=$3; shift 3
-  local todo=() s
-  for s in ${SEEDS//,/ }; do
-    compgen -G "$dir/*_${model}_${method}_s${s}/summary.json" >/dev/null || todo+=("$s")
-  done
-  if [ ${#todo[@]} -eq 0 ]; then echo "[reproduce_gans] $dir: $method done for seeds $SEEDS"; return; fi
-  local seeds; seeds=$(IFS=,; echo "${todo[*]}")
-  echo "[reproduce_gans] $dir: $method, seeds $seeds"
-  "$MT" train -m "$@" method="$method" seed="$seeds" "${COMMON[@]}" "hydra.sweep.dir=$dir"
-}
+source scripts/reproduce_lib.sh  # stage DIR MODEL METHOD OVERRIDES...: resumable multirun stages
 
 for model in $MODELS; do
   case $model in

@@ -31,19 +31,7 @@ ROOT=${RUN_ROOT:-runs/reproduce/mnist}
 COMMON=(trainer.progress=false)
 if [ -n "${THREADS:-}" ]; then COMMON+=(device.threads=$THREADS); fi
 
-# run one multirun stage for the seeds of SEEDS that have no finished run in $dir yet
-#   stage DIR METHOD OVERRIDES...
-stage() {
-  local dir=$1 method=$2; shift 2
-  local todo=() s
-  for s in ${SEEDS//,/ }; do
-    compgen -G "$dir/*_mnist_${method}_s${s}/summary.json" >/dev/null || todo+=("$s")
-  done
-  if [ ${#todo[@]} -eq 0 ]; then echo "[reproduce_mnist] $dir: $method done for seeds $SEEDS"; return; fi
-  local seeds; seeds=$(IFS=,; echo "${todo[*]}")
-  echo "[reproduce_mnist] $dir: $method, seeds $seeds"
-  "$MT" train -m "$@" method="$method" seed="$seeds" "${COMMON[@]}" "hydra.sweep.dir=$dir"
-}
+source scripts/reproduce_lib.sh  # stage DIR MODEL METHOD OVERRIDES...: resumable multirun stages
 
 for ds in $DATASETS; do
   if [ "$ds" = t10k ]; then
@@ -59,9 +47,9 @@ for ds in $DATASETS; do
     tag="${ds}_${sc}"
     run="$ROOT/$tag"
     for m in fixed softadapt softadapt_normalized softadapt_loss_weighted mtadam; do
-      stage "$run/unbalanced" $m experiment=mnist_unbalanced "${DATA[@]}" "${SCL[@]}"
+      stage "$run/unbalanced" mnist $m experiment=mnist_unbalanced "${DATA[@]}" "${SCL[@]}"
     done
-    stage "$run/balanced" fixed experiment=mnist_balanced "${DATA[@]}"
+    stage "$run/balanced" mnist fixed experiment=mnist_balanced "${DATA[@]}"
     runs=("$run/unbalanced" "$run/balanced")
     if [ "${SKIP_TUNE:-0}" != 1 ]; then
       bl="$run/baseline"
@@ -71,7 +59,7 @@ for ds in $DATASETS; do
           tune.min_resource=90 tune.max_resource=810 \
           "tune.storage=$run/tune.journal" "hydra.run.dir=$run/tune"
       fi
-      stage "$run/tuned_fixed" fixed experiment=mnist_unbalanced "${DATA[@]}" "${SCL[@]}" method.weights=baseline \
+      stage "$run/tuned_fixed" mnist fixed experiment=mnist_unbalanced "${DATA[@]}" "${SCL[@]}" method.weights=baseline \
         "baselines_dir=$bl"
       runs+=("$run/tuned_fixed")
     fi
