@@ -66,12 +66,11 @@ def table(path: Path) -> list[str]:
     head = ["method", f"{PRIMARY_HEADER.get(primary, primary)} {arrow}", *[h for _, h in extra],
             "seeds", "s / run"]
     out = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
-    keyed = sorted(((ORDER.index(row_kind(r)[0]) if row_kind(r)[0] in ORDER else 99, r) for r in rows),
-                   key=lambda kr: kr[0])
-    primary_means = [float(r[f"{primary}_mean"]) for _, r in keyed if r.get(f"{primary}_mean")]
+    kinds = [(row_kind(r), r) for r in rows]
+    kinds.sort(key=lambda kr: ORDER.index(kr[0][0]) if kr[0][0] in ORDER else 99)
+    primary_means = [float(r[f"{primary}_mean"]) for _, r in kinds if r.get(f"{primary}_mean")]
     best = (max if hib else min)(primary_means) if primary_means else None
-    for _, r in keyed:
-        label = row_kind(r)[1]
+    for (_, label), r in kinds:
         p = cell(r, primary, digits)
         if best is not None and r.get(f"{primary}_mean") and float(r[f"{primary}_mean"]) == best:
             p = f"**{p}**"
