@@ -358,7 +358,7 @@ def test_method_three_terms_loss_weighted():
     expected = [3 * v for v in hand_softmax([math.exp(-1.5), 1.0, math.exp(-0.5)], a=[3.0, 1.5, 2.0])]
     assert_close(m.weight_tensor().cpu(), expected)
     assert m.hparams() == {"beta": 0.5, "window": 2, "update_every": 1, "accuracy_order": -1,
-                           "variant": "loss_weighted"}
+                           "variant": "loss_weighted", "on_default_weights": False}
 
 
 def test_method_normalized_partial_calculator():
@@ -410,9 +410,11 @@ def _train(method, model, batches):
         method.step({"mse": ((out - y) ** 2).mean(), "l1": (out - 2 * y).abs().mean()})
 
 
-def test_method_state_dict_round_trip():
+@pytest.mark.parametrize("on_defaults", [False, True])
+def test_method_state_dict_round_trip(on_defaults):
     opt = functools.partial(make_adam, lr=0.05)
-    kw = dict(beta=1.0, window=3, update_every=2, optimizer=opt)
+    kw = dict(beta=1.0, window=3, update_every=2, optimizer=opt,
+              default_weights={"mse": 1.0, "l1": 100.0}, on_default_weights=on_defaults)
     torch.manual_seed(1)
     model_a = nn.Linear(3, 1)
     model_b = copy.deepcopy(model_a)
@@ -436,6 +438,9 @@ def test_method_state_dict_round_trip():
     assert a.updates == b.updates == 7
     assert torch.equal(a.weight_tensor(), b.weight_tensor())
     assert not torch.equal(a.weight_tensor(), torch.ones(2, dtype=torch.float64))
+    assert b.on_default_weights is on_defaults
+    # the l1 term's weight carries its default 100 only with the flag (K * softmax <= 2 otherwise)
+    assert (float(b.weight_tensor()[1]) > 2.0) is on_defaults
     for pa, pb in zip(model_a.parameters(), model_b.parameters()):
         assert torch.equal(pa, pb)
     sa, sb = a.state_dict()["softadapt"], b.state_dict()["softadapt"]
@@ -492,3 +497,180 @@ def test_hydra_configs_instantiate(name, cls):
     assert tuple(m.optimizer.param_groups[0]["betas"]) == (0.5, 0.999)
     if cls is NormalizedSoftAdapt:
         assert m.calculator.normalization == "l1"
+
+
+# ---------------------------------------------------------------------------
+# method.on_default_weights: effective weight = w_default * K * softmax
+# ---------------------------------------------------------------------------
+def make_on_defaults(defaults, **kw):
+    """A SoftAdaptMethod over one scalar parameter; terms t0..t{K-1} with the given default weights."""
+    param = nn.Parameter(torch.zeros(()))
+    names = [f"t{i}" for i in range(len(defaults))]
+    m = SoftAdaptMethod([param], names, default_weights=dict(zip(names, defaults)), **kw)
+    return m, param
+
+
+def step_values(method, param, rows):
+    """Real optimisation steps whose (unweighted) loss terms have exactly the given values."""
+    for r in rows:
+        method.step({f"t{i}": torch.tensor(v, dtype=torch.float32) + 0.0 * param for i, v in enumerate(r)})
+
+
+def test_on_default_weights_original_two_terms():
+    # defaults (1, 100); beta = 1, window 3, one history point per step
+    m, p = make_on_defaults([1.0, 100.0], beta=1.0, window=3, update_every=1, on_default_weights=True)
+    assert_close(m.weight_tensor().cpu(), [1.0, 100.0])          # before any update: the defaults
+    assert m.weights() == {"t0": 1.0, "t1": 100.0}
+    step_values(m, p, [(2.0, 0.5), (1.0, 0.75)])
+    # unweighted histories (2, 1), (0.5, 0.75): s = (-1, 0.25), max 0.25 -> exp(-1.25), exp(0)
+    # (on the weighted terms (50, 75) the slope of t1 would be 25 instead)
+    e0, e1 = math.exp(-1.25), 1.0
+    den = e0 + e1 + EPS
+    expected = [1.0 * 2 * e0 / den, 100.0 * 2 * e1 / den]
+    assert_close(m.weight_tensor().cpu(), expected, tol=1e-6)
+    got = m.weights()
+    assert got["t0"] == pytest.approx(expected[0], rel=1e-6, abs=1e-6)
+    assert got["t1"] == pytest.approx(expected[1], rel=1e-6, abs=1e-6)
+    # next point (0.5, 1.0): p = 2, c = (-3/2, 2, -1/2)
+    # s0 = -3 + 2 - 0.25 = -1.25; s1 = -0.75 + 1.5 - 0.5 = 0.25; max 0.25 -> exp(-1.5), exp(0)
+    step_values(m, p, [(0.5, 1.0)])
+    e0, e1 = math.exp(-1.5), 1.0
+    den = e0 + e1 + EPS
+    assert_close(m.weight_tensor().cpu(), [2 * e0 / den, 100.0 * 2 * e1 / den], tol=1e-6)
+
+
+def test_on_default_weights_normalized_two_terms():
+    calc = functools.partial(NormalizedSoftAdapt, normalization="l1")
+    m, p = make_on_defaults([1.0, 100.0], calculator=calc, beta=3.0, window=2, update_every=1,
+                            on_default_weights=True)
+    step_values(m, p, [(2.0, 1.0), (1.0, 0.5)])
+    # unweighted s = (-1, -0.5), sum|s| = 1.5 -> (-2/3, -1/3); beta 3, max -1/3 -> exp(-1), exp(0)
+    # (weighted: s = (-1, -50), sum 51 -> (-1/51, -50/51): the ranking flips)
+    e0, e1 = math.exp(-1.0), 1.0
+    den = e0 + e1 + EPS
+    assert_close(m.weight_tensor().cpu(), [1.0 * 2 * e0 / den, 100.0 * 2 * e1 / den], tol=1e-6)
+
+
+def test_on_default_weights_loss_weighted_three_terms_srgan_defaults():
+    # SRGAN's defaults (1, 0.006, 0.001); K = 3; beta = 0.5; update_every 2 -> points are interval means
+    m, p = make_on_defaults([1.0, 0.006, 0.001], calculator=LossWeightedSoftAdapt, beta=0.5, window=2,
+                            update_every=2, on_default_weights=True)
+    assert_close(m.weight_tensor().cpu(), [1.0, 0.006, 0.001])
+    step_values(m, p, [(3.0, 0.5, 2.0), (5.0, 1.5, 2.0),      # point 1 = (4, 1, 2)
+                       (2.0, 2.5, 1.0), (2.0, 1.5, 3.0)])     # point 2 = (2, 2, 2)
+    # unweighted: s = (-2, 1, 0), means of the unweighted points (3, 1.5, 2); max 1
+    # -> a_i exp(0.5 (s_i - 1)) = 3 exp(-1.5), 1.5 exp(0), 2 exp(-0.5)
+    # (means of the weighted terms would be (3, 0.009, 0.002))
+    num = [3.0 * math.exp(-1.5), 1.5 * 1.0, 2.0 * math.exp(-0.5)]
+    den = sum(num) + EPS
+    expected = [d * 3 * n / den for d, n in zip([1.0, 0.006, 0.001], num)]
+    assert_close(m.weight_tensor().cpu(), expected, tol=1e-6)
+    np.testing.assert_allclose(m.weight_tensor().cpu().numpy(), expected, rtol=1e-6, atol=0)
+    got = m.weights()
+    assert [got[n] for n in ("t0", "t1", "t2")] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("calc", [SoftAdapt, NormalizedSoftAdapt, LossWeightedSoftAdapt])
+def test_on_default_weights_false_ignores_defaults(calc):
+    # default false: the defaults (1, 100) are replaced by K * softmax, exactly as before
+    m, p = make_on_defaults([1.0, 100.0], calculator=calc, beta=1.0, window=2, update_every=1)
+    assert m.on_default_weights is False
+    assert_close(m.weight_tensor().cpu(), [1.0, 1.0])
+    step_values(m, p, [(2.0, 0.5), (1.0, 0.75)])
+    if calc is SoftAdapt:          # s = (-1, 0.25)
+        exps, a = [math.exp(-1.25), 1.0], [1.0, 1.0]
+    elif calc is NormalizedSoftAdapt:  # s / 1.25 = (-0.8, 0.2)
+        exps, a = [math.exp(-1.0), 1.0], [1.0, 1.0]
+    else:                          # means (1.5, 0.625)
+        exps, a = [math.exp(-1.25), 1.0], [1.5, 0.625]
+    num = [ai * ei for ai, ei in zip(a, exps)]
+    den = sum(num) + EPS
+    assert_close(m.weight_tensor().cpu(), [2 * v / den for v in num], tol=1e-6)
+
+
+@pytest.mark.parametrize("calc", [SoftAdapt, NormalizedSoftAdapt, LossWeightedSoftAdapt])
+def test_on_default_weights_first_steps_equal_fixed(calc):
+    """Before the first update the update is the fixed-weights run's (same total, same gradient)."""
+    from mtbench.methods.fixed import Fixed
+
+    defaults = {"G_GAN": 1.0, "G_L1": 100.0}
+    sgd = functools.partial(torch.optim.SGD, lr=1e-3)   # not Adam: it would hide a gradient scale
+    torch.manual_seed(3)
+    base = nn.Linear(3, 1)
+    models = {key: copy.deepcopy(base) for key in ("fixed", "on", "off")}
+    methods = {
+        "fixed": Fixed(models["fixed"].parameters(), list(defaults), default_weights=defaults, optimizer=sgd),
+        "on": SoftAdaptMethod(models["on"].parameters(), list(defaults), default_weights=defaults,
+                              calculator=calc, window=3, update_every=4, optimizer=sgd, on_default_weights=True),
+        "off": SoftAdaptMethod(models["off"].parameters(), list(defaults), default_weights=defaults,
+                               calculator=calc, window=3, update_every=4, optimizer=sgd),
+    }
+    assert methods["on"].weights() == methods["fixed"].weights() == {"G_GAN": 1.0, "G_L1": 100.0}
+    for x, y in _batches(3, seed=4):                 # 3 < update_every: no SoftAdapt update yet
+        for key, m in methods.items():
+            out = models[key](x)
+            m.step({"G_GAN": ((out - y) ** 2).mean(), "G_L1": (out - y).abs().mean()})
+    for pf, pn, po in zip(models["fixed"].parameters(), models["on"].parameters(), models["off"].parameters()):
+        assert torch.equal(pf.grad, pn.grad) and torch.equal(pf, pn)
+        assert not torch.allclose(pf.grad, po.grad)  # the default (false) is not the fixed run
+    x, y = _batches(1, seed=5)[0]
+    totals = {}
+    for key in ("fixed", "on"):
+        with torch.no_grad():
+            out = models[key](x)
+            stacked = torch.stack([((out - y) ** 2).mean(), (out - y).abs().mean()])
+            totals[key] = float((methods[key].current_weights(stacked) * stacked).sum())
+    assert totals["fixed"] == totals["on"]
+
+
+def test_on_default_weights_missing_default_counts_one_and_hparams():
+    param = nn.Parameter(torch.zeros(()))
+    m = SoftAdaptMethod([param], ["a", "b"], default_weights={"b": 10.0}, on_default_weights=True)
+    assert m.weights() == {"a": 1.0, "b": 10.0}
+    assert m.hparams()["on_default_weights"] is True
+
+
+@pytest.mark.parametrize("bad", ["yes", "true", 1, 0, None, 1.0])
+def test_on_default_weights_bad_value(bad):
+    with pytest.raises(ValueError, match=r"^method\.on_default_weights must be true or false"):
+        make_method(on_default_weights=bad)
+
+
+def test_on_default_weights_bad_value_is_one_cli_line():
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from mtbench.cli import explain
+
+    cfg = OmegaConf.create({"model": {"optim": {"lr": 2e-3, "betas": [0.5, 0.999]}},
+                            "method": OmegaConf.load(CONF / "softadapt.yaml")})
+    cfg.method.on_default_weights = "maybe"
+    with pytest.raises(Exception) as info:
+        instantiate(cfg.method, params=nn.Linear(3, 1).parameters(), term_names=["x", "y"],
+                    default_weights={"x": 1.0, "y": 1.0})
+    assert explain(info.value) == "method.on_default_weights must be true or false, got 'maybe' (str)"
+
+
+def test_on_default_weights_checkpoint_flag_must_match():
+    a, _ = make_on_defaults([1.0, 100.0], on_default_weights=True)
+    b, _ = make_on_defaults([1.0, 100.0])
+    with pytest.raises(ValueError, match="on_default_weights"):
+        b.load_state_dict(a.state_dict())
+    state = b.state_dict()
+    del state["softadapt"]["on_default_weights"]     # a checkpoint from before the flag: false
+    c, _ = make_on_defaults([1.0, 100.0])
+    c.load_state_dict(state)
+
+
+@pytest.mark.parametrize("name", ["softadapt", "softadapt_normalized", "softadapt_loss_weighted"])
+def test_hydra_configs_on_default_weights(name):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    method_cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    assert method_cfg.on_default_weights is False
+    cfg = OmegaConf.create({"model": {"optim": {"lr": 2e-3, "betas": [0.5, 0.999]}}, "method": method_cfg})
+    cfg.method.on_default_weights = True
+    m = instantiate(cfg.method, params=nn.Linear(3, 1).parameters(), term_names=["x", "y"],
+                    default_weights={"x": 1.0, "y": 100.0})
+    assert m.on_default_weights is True and m.weights() == {"x": 1.0, "y": 100.0}

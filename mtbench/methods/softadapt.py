@@ -17,7 +17,9 @@ The numerical contract is ``SPEC.md`` section 2:
   ``softmax_beta(s; a)`` with ``a_i`` the mean of the whole history i
   (:class:`LossWeightedSoftAdapt`);
 * in training (:class:`SoftAdaptMethod`) the weights are ``K * softadapt_weights``
-  computed from a fixed window of per-interval mean losses.
+  computed from a fixed window of per-interval mean losses; with
+  ``on_default_weights=True`` they are ``w_default * K * softadapt_weights``
+  (SPEC section 4, see :class:`SoftAdaptMethod`).
 
 Intended differences from the reference library 0.0.5 (SPEC section 4 and
 the stricter contract of this project):
@@ -35,6 +37,10 @@ the stricter contract of this project):
   ``update_every`` steps, and the weights used in the loss are K times the
   SoftAdapt weights (they sum to K, like the all-ones weights used before the
   first update).
+* A model's default weights: the reference README (and the default here,
+  ``on_default_weights=False``) replaces them with the SoftAdapt weights.
+  ``on_default_weights=True`` multiplies them instead, as PhysicsNeMo-Sym does
+  by applying SoftAdapt to the already weighted terms (SPEC section 4).
 * Stencil coefficients are solved exactly for every order p (0.0.5 tabulates
   p = 1, 3, 5 and rejects odd p > 5); p must be <= n - 1 (0.0.5 accepts p = n).
 * Inputs are validated (histories shorter than 2, NaN/inf, unequal lengths,
@@ -325,10 +331,23 @@ class SoftAdaptMethod(WeightedSumMethod):
     If a history point in the window is not finite, the previous weights are
     kept (counted in ``nonfinite_updates``); the runner owns the NaN policy.
 
+    A model's default weights (pix2pix's L1 weight 100, SRGAN's adversarial
+    weight 0.001, ...) are *replaced* by these weights by default, as the
+    README of the SoftAdapt reference library does (paper: Heydari et al.,
+    arXiv:1912.12355), so a GAN trains an almost unweighted sum. With ``on_default_weights=True`` the
+    effective weight of term i is ``w_default_i * K * softadapt_weight_i``
+    (``w_default_i`` before the first update), the way PhysicsNeMo-Sym applies
+    SoftAdapt to already weighted terms (SPEC section 4): the slopes, and the
+    loss-weighted variant's means, are still computed on the *unweighted*
+    terms, so SoftAdapt only rebalances around the defaults and the steps
+    before the first update equal the ``fixed`` run with the default weights.
+    The effective weights are what :meth:`weights` reports and the runner logs.
+
     Parameters
     ----------
     params, term_names, default_weights:
-        See :class:`~mtbench.methods.base.Method` (``default_weights`` is unused).
+        See :class:`~mtbench.methods.base.Method`. ``default_weights`` (term ->
+        weight; a missing term counts 1) is used only with ``on_default_weights``.
     calculator:
         Callable building the variant, called as
         ``calculator(beta=beta, accuracy_order=accuracy_order)``: one of
@@ -349,6 +368,9 @@ class SoftAdaptMethod(WeightedSumMethod):
     optimizer:
         Callable ``params -> torch.optim.Optimizer`` (Hydra ``_partial_: true``);
         Adam via :func:`~mtbench.methods.base.make_adam` by default.
+    on_default_weights:
+        ``False`` (default): weights ``K * softadapt_weights``, replacing the
+        model's defaults. ``True``: ``w_default * K * softadapt_weights``.
     """
 
     def __init__(self, params: Iterable[Tensor], term_names: Sequence[str],
@@ -356,8 +378,12 @@ class SoftAdaptMethod(WeightedSumMethod):
                  calculator: Callable[..., _SoftAdaptBase] | None = None,
                  beta: float = 0.1, accuracy_order: int | None = None,
                  window: int = 5, update_every: int = 10,
-                 optimizer: Callable[..., torch.optim.Optimizer] | None = None) -> None:
+                 optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+                 on_default_weights: bool = False) -> None:
         beta = _check_softadapt_beta(beta)
+        if not isinstance(on_default_weights, (bool, np.bool_)):
+            raise ValueError(f"method.on_default_weights must be true or false, got {on_default_weights!r} "
+                             f"({type(on_default_weights).__name__})")
         if not _is_int(window) or window < 2:
             raise ValueError(f"window must be >= 2, got {window!r}")
         if not _is_int(update_every) or update_every < 1:
@@ -385,7 +411,14 @@ class SoftAdaptMethod(WeightedSumMethod):
         self._steps = 0                    # after_step calls in total
         self.updates = 0                   # history points recorded
         self.nonfinite_updates = 0         # updates that kept the previous weights
-        self._weights = torch.ones(k, dtype=torch.float64, device=device)
+        self.on_default_weights = bool(on_default_weights)
+        # per-term factor of the effective weights (CPU float64): the defaults, or all 1
+        self._scale = torch.tensor([float(self.default_weights.get(n, 1.0)) if self.on_default_weights else 1.0
+                                    for n in self.term_names], dtype=torch.float64)
+        if not bool(torch.isfinite(self._scale).all()) or bool((self._scale < 0).any()):
+            raise ValueError(f"method.on_default_weights needs finite default weights >= 0, got "
+                             f"{dict(zip(self.term_names, self._scale.tolist()))}")
+        self._weights = self._scale.to(device)  # effective weights: _scale * K * SoftAdapt weights
         self._cast: Tensor | None = None   # _weights converted to the loss's device/dtype
 
     @staticmethod
@@ -401,7 +434,8 @@ class SoftAdaptMethod(WeightedSumMethod):
         return cast
 
     def weight_tensor(self) -> Tensor:
-        """Current effective weights (K * SoftAdapt weights; all 1 before the first update)."""
+        """Current effective weights: K * SoftAdapt weights (all 1 before the first update),
+        times the default weights with ``on_default_weights``."""
         return self._weights
 
     def after_step(self, detached_terms: Tensor) -> None:
@@ -438,7 +472,7 @@ class SoftAdaptMethod(WeightedSumMethod):
         if not bool(torch.isfinite(w).all()):
             self.nonfinite_updates += 1
             return
-        self._weights = (len(self.term_names) * w).to(self._running_sum.device)
+        self._weights = (self._scale * (len(self.term_names) * w)).to(self._running_sum.device)
         self._cast = None
 
     def _move_to(self, device: torch.device) -> None:
@@ -462,6 +496,7 @@ class SoftAdaptMethod(WeightedSumMethod):
             "updates": self.updates,
             "nonfinite_updates": self.nonfinite_updates,
             "weights": self._weights.detach().to("cpu").clone(),
+            "on_default_weights": self.on_default_weights,
         }
         return state
 
@@ -473,6 +508,11 @@ class SoftAdaptMethod(WeightedSumMethod):
             raise ValueError(f"SoftAdapt state does not match this run: checkpoint has terms "
                              f"{sa.get('term_names')} and window={sa.get('window')}, this run has "
                              f"{self.term_names} and window={self.window}")
+        saved_flag = bool(sa.get("on_default_weights", False))
+        if saved_flag != self.on_default_weights:
+            raise ValueError(f"SoftAdapt state does not match this run: checkpoint has "
+                             f"method.on_default_weights={str(saved_flag).lower()}, this run has "
+                             f"{str(self.on_default_weights).lower()}")
         super().load_state_dict(state)
         device = self._running_sum.device
         dtype = self._acc_dtype(device)
@@ -493,6 +533,7 @@ class SoftAdaptMethod(WeightedSumMethod):
             "update_every": self.update_every,
             "accuracy_order": -1 if self.accuracy_order is None else self.accuracy_order,
             "variant": self.calculator.variant,
+            "on_default_weights": self.on_default_weights,
         }
         if isinstance(self.calculator, NormalizedSoftAdapt):
             hp["normalization"] = self.calculator.normalization
