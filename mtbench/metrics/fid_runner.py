@@ -1,8 +1,8 @@
 """FID/KID of a model's generated images on an evaluation split, as the runner computes them.
 
 ``eval.fid``: ``auto`` computes FID when the FID Inception weights are found
-locally (``eval.fid_weights`` or the torch hub cache) and says why it did not
-otherwise; ``true`` requires them (offline without them: the error of
+locally (``eval.fid_weights``, pytorch-fid's file in the torch hub cache, or
+the file ``mtbench weights fid`` converts) and says why it did not otherwise; ``true`` requires them (offline without them: the error of
 :func:`mtbench.metrics.fid.load_inception`, raised after the run is saved, so
 ``mtbench eval run=<dir> eval.fid_weights=<path>`` can add FID later);
 ``false`` never computes it.
@@ -33,10 +33,10 @@ def fid_mode(eval_cfg) -> str:
 
 
 def weights_available(eval_cfg) -> bool:
-    from mtbench.metrics.fid import fid_weights_hub_path
+    from mtbench.metrics.fid_weights import find_fid_weights
 
-    path = eval_cfg.get("fid_weights") if eval_cfg is not None else None
-    return Path(path).is_file() if path else fid_weights_hub_path().is_file()
+    found = find_fid_weights(eval_cfg.get("fid_weights") if eval_cfg is not None else None)
+    return found is not None and found.is_file()
 
 
 def fid_active(eval_cfg, model) -> bool:
