@@ -190,12 +190,13 @@ class Runner:
         self.fid_computer = None
         self.fid_error: Exception | None = None
         self.fid_note: str | None = None
-        if getattr(self.model, "supports_fid", False) and not self.fid_on and fid_mode(self.fid_cfg) == "auto":
-            from mtbench.metrics.fid import FID_WEIGHTS_FILE, fid_weights_hub_path
-
-            self.fid_note = (f"FID not computed: the FID Inception weights {FID_WEIGHTS_FILE} are not in "
-                             f"{fid_weights_hub_path().parent} (or eval.fid_weights=<path>)")
         self.primary_metric = "fid" if self.fid_on else self.model.primary_metric
+        if getattr(self.model, "supports_fid", False) and not self.fid_on:  # never silent about FID
+            explicit = self.fid_cfg.get("fid_weights") if self.fid_cfg is not None else None
+            why = ("eval.fid=false" if fid_mode(self.fid_cfg) == "false" else
+                   f"weights not found at eval.fid_weights={explicit}" if explicit else
+                   "weights not found, run `mtbench weights fid`")
+            self.fid_note = f"FID off: {why}; ranked by {self.primary_metric} instead"
         self.higher_is_better = False if self.fid_on else self.model.higher_is_better
         bs = cfg.trainer.batch_size
         self.steps_per_epoch = math.ceil(len(self.data.train) / bs)
@@ -575,6 +576,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     cmp = summary.get("baseline")
     score = format_comparison(cmp) if cmp and cmp.get("exists") else f"{key} {m.get(key, float('nan')):.4g}" + (
         f" (no tuned baseline yet: mtbench tune model={summary['model']} data={summary['data']})" if cmp else "")
+    note = f" | {summary['fid_note']}" if summary.get("fid_note") else ""
     return (f"done: {summary['model']}/{summary['method']} seed {summary['seed']} | {score} | {others} | "
-            f"{summary['steps']} steps in {summary['wall_time_s']:.1f}s on {summary['device']} | "
+            f"{summary['steps']} steps in {summary['wall_time_s']:.1f}s on {summary['device']}{note} | "
             f"run dir {summary['run_dir']}")

@@ -40,10 +40,28 @@ def test_fid_is_computed_cached_and_becomes_the_primary_metric(tmp_path, fake_we
 
 
 def test_fid_auto_without_weights_reports_task_metrics_and_says_why(tmp_path, monkeypatch):
+    from mtbench.train import format_summary
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))
+    monkeypatch.setenv("MTBENCH_CACHE_DIR", str(tmp_path / "empty_cache"))
     s = train(compose_cfg([*SRGAN_TINY, "eval.fid=auto"]), out=tmp_path / "r")
     assert s["primary_metric"] == "psnr" and "fid" not in s["metrics"]
-    assert "pt_inception-2015-12-05-6726825d.pth" in s["fid_note"]
+    note = "FID off: weights not found, run `mtbench weights fid`; ranked by psnr instead"
+    assert s["fid_note"] == note and note in format_summary(s)
+    s = train(compose_cfg([*SRGAN_TINY, "eval.fid=false"]), out=tmp_path / "off")
+    assert s["fid_note"] == "FID off: eval.fid=false; ranked by psnr instead" and "fid" not in s["metrics"]
+
+
+def test_fid_auto_finds_the_converted_weights(tmp_path, monkeypatch, fake_weights):
+    from mtbench.metrics.fid_weights import converted_weights_path
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))
+    monkeypatch.setenv("MTBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    converted_weights_path().parent.mkdir(parents=True)
+    torch.save({"state_dict": {k: v for k, v in torch.load(fake_weights, weights_only=True).items()
+                               if not k.startswith("fc.")}}, converted_weights_path())  # the converted layout
+    s = train(compose_cfg([*SRGAN_TINY, "eval.fid=auto", f"eval.fid_cache={tmp_path / 'c'}"]), out=tmp_path / "r")
+    assert s["primary_metric"] == "fid" and math.isfinite(s["metrics"]["fid"]) and s["fid_note"] is None
 
 
 def test_fid_required_without_weights_keeps_the_run_then_fails_clearly(tmp_path, monkeypatch):
