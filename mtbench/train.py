@@ -181,6 +181,8 @@ class Runner:
         self.data = instantiate(cfg.data, _convert_="object")
         self.model = instantiate(cfg.model, _convert_="object")
         self.model.configure_runtime(self.device, self.amp_dtype, bool(cfg.device.get("channels_last", False)))
+        #: what model.init_from loaded into the generator (train() applies it to fresh runs only)
+        self.init_from: dict[str, Any] | None = None
         self.method = instantiate(cfg.method, params=self.model.multi_term_parameters(),
                                   term_names=self.model.term_names,
                                   default_weights=self.model.default_weights, _convert_="object")
@@ -233,6 +235,7 @@ class Runner:
             "rng": rng_state(),
             "config": self.resume_snapshot(),
             "best": self.best, "best_step": self.best_step,
+            "init_from": self.init_from,
         }
 
     def save(self, finished: bool, elapsed: float, path: Path | None = None) -> Path:
@@ -280,6 +283,7 @@ class Runner:
         self.pos = Position(ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"])
         self.elapsed_before = float(ckpt.get("elapsed_s", 0.0))
         self.best, self.best_step = ckpt.get("best"), ckpt.get("best_step")
+        self.init_from = ckpt.get("init_from")
         return ckpt
 
     # -- evaluation -------------------------------------------------------------
@@ -449,6 +453,7 @@ class Runner:
             summary["baseline"] = compare_to_baseline(summary, self.cfg)
             hp = {"model": _choice("model"), "method": _choice("method"), "data": _choice("data"),
                   "seed": cfg.seed, **_flat_hparams("model", self.model.hparams()),
+                  **({"model.init_from": self.init_from["path"]} if self.init_from else {}),
                   **_flat_hparams("method", self.method.hparams())}
             writer.add_hparams(hp, {f"hparam/{k}": v for k, v in metrics.items()}, run_name=".")
             if self.fid_error is not None:
@@ -475,6 +480,7 @@ class Runner:
             "eval_split": str(self.cfg.trainer.get("eval_split", "auto")),
             "best": {"value": self.best, "step": self.best_step},
             "final_weights": self.method.weights(),
+            "init_from": self.init_from,
             "steps": self.pos.step, "epochs": self.pos.step / self.steps_per_epoch,
             "skipped_nonfinite_steps": self.skipped_nonfinite + getattr(self.method, "skipped_steps", 0),
             "wall_time_s": round(wall, 3),
@@ -557,6 +563,10 @@ def train(cfg: DictConfig, out: Path | None = None, on_eval=None) -> dict[str, A
                                   f"it, or choose another hydra.run.dir")
     runner = Runner(cfg, out)
     runner.on_eval = on_eval
+    init_from = getattr(runner.model, "init_from", None)
+    if init_from and not cfg.resume:  # fresh run: the generator's weights from another run (resume: its own)
+        runner.init_from = runner.model.load_generator(init_from)
+        log.info("generator initialised from %s", runner.init_from["checkpoint"])
     write_run_config(cfg, out)
     if cfg.resume:
         ckpt = runner.load(out / CHECKPOINT)

@@ -259,6 +259,50 @@ def test_sr_folder_eval_with_odd_sizes_and_per_set_metrics(run_train, tmp_path):
     assert m["bicubic_psnr"] > m["psnr"]  # 2 steps from scratch do not beat bicubic
 
 
+# ----------------------------------------------------------------------------- SRResNet pre-training preset
+def test_srresnet_preset_trains_the_content_term_only_and_never_steps_d(run_train, tmp_path, monkeypatch):
+    """experiment=srresnet_bsd68 (shrunk): fixed weights, the one content term, no discriminator at all."""
+    from mtbench.nets import SRGANDiscriminator
+
+    cfg = compose_cfg(["experiment=srresnet_bsd68"])
+    assert cfg.model.adversarial is False and cfg.model.perceptual is False
+    assert cfg.method._target_.endswith("fixed.Fixed") and cfg.model.init_from is None
+    d_calls = {"n": 0}
+    d_forward = SRGANDiscriminator.forward
+
+    def counted(self, x):
+        d_calls["n"] += 1
+        return d_forward(self, x)
+
+    monkeypatch.setattr(SRGANDiscriminator, "forward", counted)
+    _write_images(tmp_path / "train", [(40, 36), (33, 45)], 0)
+    _write_images(tmp_path / "val", [(37, 29)], 1)
+    summary, out = run_train(["experiment=srresnet_bsd68", "model.n_blocks=1", "model.n_features=8",
+                              f"data.train_root='{tmp_path / 'train'}'", f"data.eval_roots=['{tmp_path / 'val'}']",
+                              "data.crop_size=32", "data.repeats=2", "trainer.batch_size=2",
+                              "trainer.max_steps=3", "trainer.eval_every=null"])
+    assert d_calls["n"] == 0
+    assert summary["final_weights"] == {"content": 1.0} and summary["steps"] == 3
+    assert summary["init_from"] is None
+    assert math.isfinite(summary["metrics"]["psnr"]) and math.isfinite(summary["metrics"]["bicubic_psnr"])
+    logged = [r for r in _records(out) if "loss/content" in r]
+    assert logged and all(set(k for k in r if k.startswith("loss/")) == {"loss/content"} for r in logged)
+    ckpt = load_ckpt(out)
+    assert ckpt["aux_optimizers"] == {} and all(k.startswith("generator.") for k in ckpt["model"])
+    # the same step by hand: no discriminator exists and the method sees {content} only
+    model = _tiny_model(adversarial=False)
+    assert model.term_names == ["content"] and model.discriminator is None and model.aux_optimizers() == {}
+    seen = []
+
+    class Spy:
+        def step(self, terms):
+            seen.append(sorted(terms))
+
+    logs = model.training_step({"lr": torch.rand(2, 3, 8, 8) * 2 - 1, "hr": torch.rand(2, 3, 32, 32) * 2 - 1},
+                               Spy())
+    assert seen == [["content"]] and set(logs) == {"content"}
+
+
 # ----------------------------------------------------------------------------- resume
 def test_resume_after_sigterm_matches_an_uninterrupted_run(tmp_path, monkeypatch):
     """G, D, D's Adam (an aux optimizer), both LR schedulers and the data position round-trip."""

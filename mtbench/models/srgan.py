@@ -71,6 +71,15 @@ the term removed every method sees exactly the terms that train G (MTAdam's
 anchor stays ``content``); a ``method.weights``/``method.ranks`` entry naming
 ``perceptual`` then fails with the methods' "unknown terms" error.
 
+``adversarial=false`` likewise removes the adversarial term **and the
+discriminator**: none is built (no ``discriminator.*`` in checkpoints, no
+``D`` optimiser), and a training step is G(LR) and ``method.step`` on the
+remaining terms only. With ``perceptual=false`` too, the only term is
+``content``: the paper's SRResNet-MSE, the pre-training of SRGAN's generator
+(``experiment=srresnet_bsd68``). An SRGAN run starts its generator from it with
+``model.init_from=<that run dir>`` (:meth:`mtbench.models.base.Model.load_generator`:
+``generator.*`` weights only; its discriminator, optimisers and method start fresh).
+
 Evaluation (:meth:`SRGANModel.evaluate`): per-image PSNR and SSIM on the Y
 channel (BT.601) with ``scale`` border pixels removed (SR papers' convention,
 :func:`mtbench.metrics.image.sr_metrics`), averaged over the loader, plus the
@@ -97,6 +106,9 @@ perceptual:
     ImageNet weights (``vgg19-dcbb9e9d.pth``): in torch hub's checkpoint
     folder, downloaded by torchvision, or given by ``vgg_weights``. False
     removes the term (see above).
+adversarial:
+    Train with the adversarial term and a discriminator (default true). False
+    removes both: no discriminator is built or stepped (see above).
 vgg_weights:
     Path of a torchvision vgg19 state_dict (full, or only ``features.*``);
     null looks in torch hub's checkpoint folder, then downloads.
@@ -146,19 +158,23 @@ class SRGANModel(Model):
     primary_metric = "psnr"
     higher_is_better = True
     supports_fid = True  # with the FID Inception weights, FID (SR vs HR) becomes the primary metric
+    generator_modules = ("generator",)  # what model.init_from loads (the SRResNet)
 
     def __init__(self, scale: int = 4, n_blocks: int = 16, n_features: int = 64, ndf: int = 64,
-                 d_fc_features: int = 1024, perceptual: bool = True,
+                 d_fc_features: int = 1024, perceptual: bool = True, adversarial: bool = True,
                  vgg_weights: str | os.PathLike | None = None, vgg_layer: str = "conv5_4",
                  gan_mode: str = "vanilla", lr_decay_at: float | None = 0.5, lr_decay_gamma: float = 0.1,
                  optim: Mapping[str, Any] | None = None, weights: Mapping[str, float] | None = None) -> None:
         if not isinstance(perceptual, bool):
             raise ValueError(f"model.perceptual must be true or false, got {perceptual!r}")
+        if not isinstance(adversarial, bool):
+            raise ValueError(f"model.adversarial must be true or false, got {adversarial!r}")
+        removed = {n for n, on in (("perceptual", perceptual), ("adversarial", adversarial)) if not on}
         # instance attribute, set before Model.__init__ checks the weights against it
-        self.term_names = [n for n in ALL_TERMS if perceptual or n != "perceptual"]
+        self.term_names = [n for n in ALL_TERMS if n not in removed]
         weights = {**DEFAULT_WEIGHTS, **dict(weights if weights is not None else {})}
-        if not perceptual:
-            weights.pop("perceptual", None)
+        for n in removed:
+            weights.pop(n, None)
         optim = dict(optim or {"lr": 1e-4, "betas": [0.9, 0.999]})
         super().__init__(optim=optim, weights=weights)
         check_positive("model.optim.lr", self.optim_cfg.get("lr", 1e-4))
@@ -174,12 +190,14 @@ class SRGANModel(Model):
 
         self.scale = scale
         self.perceptual = perceptual
+        self.adversarial = adversarial
         self.vgg_layer = vgg_layer
         self.lr_decay_at = None if lr_decay_at is None else float(lr_decay_at)
         self.lr_decay_gamma = float(lr_decay_gamma)
         self.arch = {"n_blocks": n_blocks, "n_features": n_features, "ndf": ndf, "d_fc_features": d_fc_features}
         self.generator = SRResNet(n_features=n_features, n_blocks=n_blocks, scale=scale)
-        self.discriminator = SRGANDiscriminator(ndf=ndf, fc_features=d_fc_features)
+        # adversarial=false (SRResNet): no discriminator at all, so no D compute and none in checkpoints
+        self.discriminator = SRGANDiscriminator(ndf=ndf, fc_features=d_fc_features) if adversarial else None
         self.gan_loss = GANLoss(gan_mode)
         self._opt_d: torch.optim.Optimizer | None = None
         # The frozen VGG lives outside nn.Module's registries (not in state_dict/parameters);
@@ -207,7 +225,7 @@ class SRGANModel(Model):
         return self._opt_d
 
     def aux_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"D": self._d_optimizer()}
+        return {"D": self._d_optimizer()} if self.adversarial else {}
 
     def multi_term_parameters(self):
         return self.generator.parameters()
@@ -222,8 +240,8 @@ class SRGANModel(Model):
         def factor(step: int) -> float:
             return gamma if step >= milestone else 1.0
 
-        return [torch.optim.lr_scheduler.LambdaLR(method.optimizer, factor),
-                torch.optim.lr_scheduler.LambdaLR(self._d_optimizer(), factor)]
+        optimizers = [method.optimizer, *self.aux_optimizers().values()]
+        return [torch.optim.lr_scheduler.LambdaLR(opt, factor) for opt in optimizers]
 
     # -- forward -----------------------------------------------------------------
     def _check_shapes(self, lr: Tensor, hr: Tensor) -> None:
@@ -251,9 +269,10 @@ class SRGANModel(Model):
                 with torch.no_grad():
                     f_hr = self.vgg(hr)
             terms["perceptual"] = F.mse_loss(f_sr.float(), f_hr.float())
-        with self.autocast():
-            pred_fake = self.discriminator(sr)
-        terms["adversarial"] = self.gan_loss(pred_fake, True)
+        if self.adversarial:
+            with self.autocast():
+                pred_fake = self.discriminator(sr)
+            terms["adversarial"] = self.gan_loss(pred_fake, True)
         return {n: terms[n] for n in self.term_names}
 
     def training_step(self, batch, method) -> dict[str, Tensor]:
@@ -261,6 +280,10 @@ class SRGANModel(Model):
         self._check_shapes(lr, hr)
         hr = self.prepare_input(hr)
         sr = self.super_resolve(lr)
+        if not self.adversarial:  # SRResNet: the generator's terms only, no discriminator step
+            terms = self.generator_terms(sr, hr)
+            method.step(terms)
+            return {k: v.detach() for k, v in terms.items()}
 
         # D step: its own Adam on the unweighted (not halved) discriminator loss
         set_requires_grad(self.discriminator, True)
@@ -317,7 +340,7 @@ class SRGANModel(Model):
         return {"bicubic": to_unit(self.bicubic(lr)), "sr": to_unit(sr), "hr": to_unit(hr)}
 
     def hparams(self) -> dict[str, Any]:
-        return {"scale": self.scale, **self.arch, "perceptual": self.perceptual,
+        return {"scale": self.scale, **self.arch, "perceptual": self.perceptual, "adversarial": self.adversarial,
                 "vgg_layer": self.vgg_layer if self.perceptual else "none",
                 "gan_mode": self.gan_loss.mode,
                 "lr_decay_at": -1.0 if self.lr_decay_at is None else self.lr_decay_at,
