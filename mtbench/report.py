@@ -11,7 +11,10 @@ summarised into ``--out`` (default ``reports/<date>_<time>/``) by
     the number of seeds and the mean wall time per run. The primary metric
     comes first, marked ↑ (higher is better) or ↓. Methods are ordered fixed,
     softadapt, softadapt_normalized, softadapt_loss_weighted, mtadam, then
-    the others alphabetically. Runs of one method whose command lines differ
+    the others alphabetically, then the untrained baselines of ``mtbench
+    trivial`` (identity, mean_train_photo; labelled "trivial baseline"). GAN
+    runs with FID list FID and KID right after the primary metric (FID itself
+    when it is the primary metric), then the task metrics. Runs of one method whose command lines differ
     in a setting (``method.beta=0.5`` against the default, say) are never
     pooled: each such variant gets its own row, labelled with the settings.
     Unfinished runs (a checkpoint or ``metrics.jsonl`` but no
@@ -66,6 +69,9 @@ SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = Path("checkpoints") / "last.pt"
 METHOD_ORDER = ("fixed", "softadapt", "softadapt_normalized", "softadapt_loss_weighted", "mtadam")
+# untrained baselines of `mtbench trivial` (mtbench/trivial.py): rows of their own, after every trained method
+TRIVIAL_METHODS = ("identity", "mean_train_photo")
+TRIVIAL_LABEL = "trivial baseline"
 DEFAULT_BASELINE_LABEL = "hyperband-tuned fixed"
 # command-line overrides that do not change what a run computes: never split rows on them
 NEUTRAL_OVERRIDES = {"seed", "model", "data", "method", "resume", "name", "trainer.progress", "trainer.log_every",
@@ -276,7 +282,9 @@ def load_baseline(spec: Mapping[str, Any] | Sequence[Mapping[str, Any]] | PathLi
 
 # --------------------------------------------------------------------------- statistics and rows
 def method_rank(method: str) -> tuple[int, str]:
-    """Sort key: the five methods of the papers in their order, then the others alphabetically."""
+    """Sort key: the five methods of the papers in their order, the others alphabetically, then the trivial ones."""
+    if method in TRIVIAL_METHODS:
+        return (len(METHOD_ORDER) + 1, str(TRIVIAL_METHODS.index(method)))
     return (METHOD_ORDER.index(method), "") if method in METHOD_ORDER else (len(METHOD_ORDER), method)
 
 
@@ -319,13 +327,26 @@ def _group_settings(runs: list[dict[str, Any]]) -> tuple[dict[str, str], list[st
     return common, varying
 
 
+def _fid_rank(name: str) -> int:
+    """GAN metrics: FID and KID first (0), their per-direction values (1), KID stds (2), task metrics (3),
+    image counts (4)."""
+    if name in ("fid", "kid"):
+        return 0
+    if name.startswith(("fid_images", "kid_std")):
+        return 4 if name.startswith("fid_images") else 2
+    if name.startswith(("fid_", "kid_")):
+        return 1
+    return 3
+
+
 def _metric_order(runs: list[dict[str, Any]], primary: str) -> list[str]:
+    """The primary metric, then FID and KID (when the runs have them), then the task metrics in logged order."""
     names = [primary]
     for r in runs:
         for k in r["metrics"]:
             if k not in names:
                 names.append(k)
-    return names
+    return [primary, *sorted(names[1:], key=_fid_rank)]  # stable: the logged order within each rank
 
 
 def build_rows(runs: list[dict[str, Any]], baselines: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
@@ -355,8 +376,10 @@ def build_rows(runs: list[dict[str, Any]], baselines: list[dict[str, Any]] = ())
                 metrics[name] = _stats(vals)
             walls = [float(r["wall_time_s"]) for r in cell if isinstance(r.get("wall_time_s"), (int, float))]
             dup = sorted({s for s in seeds if seeds.count(s) > 1}, key=str)
+            trivial = method in TRIVIAL_METHODS
             rows.append({"model": model, "data": data, "method": method, "settings": settings,
-                         "label": method + (f" [{settings}]" if settings else ""), "baseline": False,
+                         "label": method + (f" ({TRIVIAL_LABEL})" if trivial else "")
+                         + (f" [{settings}]" if settings else ""), "baseline": False, "trivial": trivial,
                          "n": len(cell), "seeds": seeds, "duplicate_seeds": dup,
                          "wall_time_s": statistics.mean(walls) if walls else None,
                          "metrics": metrics, "metric_names": names, "primary_metric": primary,
@@ -679,7 +702,7 @@ def make_report(paths: PathLike | Iterable[PathLike], out_dir: PathLike,
     figures: dict[tuple[str, str], list[tuple[str, str]]] = {}
     taken: set[str] = set()
     for (model, data), grows in _group_rows(rows).items():
-        mrows = [r for r in grows if not r["baseline"]]
+        mrows = [r for r in grows if not r["baseline"] and not r.get("trivial")]  # trained runs: figures
         runs_by_row = [[by_dir[p] for p in r["runs"]] for r in mrows]
         if any(total_loss(x)[0] for rr in runs_by_row for x in rr):
             name = f"{_slug(model)}_{_slug(data)}_loss.png"

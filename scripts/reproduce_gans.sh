@@ -5,7 +5,11 @@
 #   cyclegan  people_contours contours <-> photos, unpaired, 64x64       experiment=cyclegan_people_contours
 #   srgan     x4, trained on 32x32 crops of 60 BSD68 images, validated on
 #             the other 8, reported on Set5 and Set14                     experiment=srgan_bsd68
-# each under the default fixed weights, the three SoftAdapt variants, MTAdam and the Hyperband-tuned fixed weights.
+#             every arm's generator starts from one SRResNet-MSE pre-training (content term only, 64x64 crops,
+#             seed 0, run once and shared by every method and seed; a row of its own)  experiment=srresnet_bsd68
+# each under the default fixed weights, the three SoftAdapt variants, MTAdam and the Hyperband-tuned fixed weights;
+# pix2pix and CycleGAN also with two untrained baselines (mtbench trivial): identity (the contour drawing itself)
+# and mean_train_photo (the per-pixel mean training photo), rows of their own in the report.
 #
 #   scripts/reproduce_gans.sh [DATA_ROOT] [SEEDS] [MODELS]
 #     DATA_ROOT  folder holding people_contours/ and sr/{BSD68,Set5,Set14} (default ../shared/data)
@@ -49,9 +53,18 @@ for model in $MODELS; do
   case $model in
     pix2pix)  ARGS=(experiment=pix2pix_people_contours "data.root=$ROOT/data/people_contours/aligned"); MAXR=600 ;;
     cyclegan) ARGS=(experiment=cyclegan_people_contours "data.root=$ROOT/data/people_contours/unpaired"); MAXR=400 ;;
-    srgan)    ARGS=(experiment=srgan_bsd68 "data.train_root=$SR/bsd68_train"
-                    "data.eval_roots=[$SR/bsd68_val,$(realpath "$DATA_ROOT/sr/Set5"),$(realpath "$DATA_ROOT/sr/Set14")]")
-              MAXR=300 ;;
+    srgan)    SR_DATA=("data.train_root=$SR/bsd68_train"
+                       "data.eval_roots=[$SR/bsd68_val,$(realpath "$DATA_ROOT/sr/Set5"),$(realpath "$DATA_ROOT/sr/Set14")]")
+              # the SRGAN paper's SRResNet-MSE pre-training, once; resumed if interrupted, skipped when finished
+              SRRESNET="$ROOT/srgan/srresnet"
+              if [ ! -f "$SRRESNET/summary.json" ]; then
+                again=(); if [ -f "$SRRESNET/checkpoints/last.pt" ]; then again=(resume=true); fi
+                echo "[${0##*/}] $SRRESNET: SRResNet pre-training (experiment=srresnet_bsd68)"
+                "$MT" train experiment=srresnet_bsd68 "${SR_DATA[@]}" seed=0 "${COMMON[@]}" ${again[@]+"${again[@]}"} \
+                  "hydra.run.dir=$SRRESNET"
+              fi
+              ARGS=(experiment=srgan_bsd68 "${SR_DATA[@]}" "model.init_from=$SRRESNET")
+              MAXR=400 ;;
     *) echo "error: unknown model '$model' (choose from pix2pix cyclegan srgan)" >&2; exit 2 ;;
   esac
   run="$ROOT/$model"
@@ -70,6 +83,17 @@ for model in $MODELS; do
     stage "$run/tuned_fixed" "$model" fixed "${ARGS[@]}" method.weights=baseline "baselines_dir=$bl"
     runs+=("$run/tuned_fixed")
   fi
+  if [ "$model" = pix2pix ] || [ "$model" = cyclegan ]; then
+    # untrained baselines on the same data, split and metrics (mtbench trivial): rows of their own in the report
+    for k in identity mean_train_photo; do
+      if [ ! -f "$run/trivial/$k/summary.json" ]; then
+        rm -rf "$run/trivial/$k"  # an interrupted evaluation (no summary.json): nothing of value, redo it
+        "$MT" trivial $k "${ARGS[@]}" "${COMMON[@]}" "hydra.run.dir=$run/trivial/$k"
+      fi
+    done
+    runs+=("$run/trivial")
+  fi
+  if [ "$model" = srgan ]; then runs+=("$SRRESNET"); fi  # the SRResNet the arms start from: a row of its own
   mkdir -p results/gans && rm -f "results/gans/$model"/*.png  # figures of an earlier report
   "$MT" report "${runs[@]}" --out "results/gans/$model" --overwrite
   if [ "${SKIP_TUNE:-0}" != 1 ]; then cp "$bl"/*.yaml "results/gans/$model/hyperband_baseline.yaml"; fi

@@ -229,3 +229,35 @@ def test_main_exit_codes_and_output(runs, tmp_path, capsys):
     assert main([]) == 2  # no path: argparse's error, in the same one-line form
     assert capsys.readouterr().err.startswith("error: ")
     assert main(["--help"]) == 0 and "--baseline" in capsys.readouterr().out
+
+
+def test_trivial_baselines_sort_after_every_trained_method():
+    got = sorted(["mean_train_photo", "zeta_method", "identity", "mtadam", "fixed", "alpha_method"],
+                 key=report.method_rank)
+    assert got == ["fixed", "mtadam", "alpha_method", "zeta_method", "identity", "mean_train_photo"]
+
+
+def _gan_summary(d: Path, method: str, metrics: dict, seed=0) -> None:
+    d.mkdir(parents=True)
+    (d / "summary.json").write_text(json.dumps({
+        "model": "cyclegan", "data": "people", "method": method, "seed": seed, "metrics": metrics,
+        "primary_metric": "fid", "higher_is_better": False, "wall_time_s": 1.0, "overrides": []}))
+
+
+def test_gan_tables_put_fid_and_kid_first_then_the_task_metrics(tmp_path):
+    """Metrics as the runner logs them (task metrics first, FID after): the table shows FID, KID, then the rest."""
+    logged = {"cycle_A_l1": 0.1, "cycle_B_l1": 0.2, "l1": 0.3, "psnr": 12.0, "ssim": 0.5, "cycle_l1": 0.15,
+              "fid_AtoB": 90.0, "kid_AtoB": 0.05, "kid_std_AtoB": 0.01, "fid_images_AtoB": 100,
+              "fid_BtoA": 70.0, "kid_BtoA": 0.03, "kid_std_BtoA": 0.02, "fid_images_BtoA": 100,
+              "fid": 80.0, "kid": 0.04}
+    _gan_summary(tmp_path / "runs" / "fixed", "fixed", logged)
+    _gan_summary(tmp_path / "runs" / "identity", "identity", {**logged, "fid": 300.0}, seed="n/a")
+    res = make_report([tmp_path / "runs"], tmp_path / "rep")
+    names = res["rows"][0]["metric_names"]
+    assert names == ["fid", "kid", "fid_AtoB", "kid_AtoB", "fid_BtoA", "kid_BtoA", "kid_std_AtoB", "kid_std_BtoA",
+                     "cycle_A_l1", "cycle_B_l1", "l1", "psnr", "ssim", "cycle_l1", "fid_images_AtoB",
+                     "fid_images_BtoA"]
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| method | fid ↓ | kid | fid_AtoB | kid_AtoB |" in md
+    assert [r["label"] for r in res["rows"]] == ["fixed", "identity (trivial baseline)"]
+    assert "| identity (trivial baseline) | 300.0000 ± n/a | 0.0400 ± n/a |" in md
