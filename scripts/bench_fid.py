@@ -1,22 +1,24 @@
 #!/usr/bin/env python
 """FID feature throughput: mtbench's in-memory path vs pytorch-fid's PNG-file path, measured in one run.
 
-Both paths run the same FID Inception model (pool3, 2048-d, 299x299 resize)
-on the same images:
+Both paths run the FID Inception network (pool3, 2048-d, 299x299 resize) with
+the same weights on the same images:
 
 * in memory: ``mtbench.metrics.fid.inception_features`` on the (N, 3, H, W)
-  tensor in [-1, 1] (as a generator outputs it), already on the device;
+  tensor in [-1, 1] (as a generator outputs it), already on the device, with
+  mtbench's ``FIDInception`` (channels-last, inference mode);
 * pytorch-fid: the images written as PNG files to a temp folder (writing is
   timed separately), then ``pytorch_fid.fid_score.get_activations`` on the
   file list (PIL decoding, DataLoader with ``--num-workers`` workers,
-  pytorch-fid's default 1).
+  pytorch-fid's default 1) with pytorch-fid's own ``InceptionV3``, as
+  ``python -m pytorch_fid`` runs it.
 
 The two paths are timed round-robin (``--reps`` times each, alternating order)
 and the median is reported. Without ``--weights`` the model has seeded random
 weights (``random_fid_inception_for_tests``): throughput does not depend on the
 weights, only the feature values (which are then not FID) do.
 
-    python scripts/bench_fid.py [--n 200] [--size 64] [--device cpu] [--weights PATH] [--out results/bench_fid.md]
+    python scripts/bench_fid.py [--n 200] [--size 64] [--device cpu] [--weights PATH | --real-weights] [--threads 1] [--out results/bench_fid.md]
 """
 
 from __future__ import annotations
@@ -37,13 +39,29 @@ import torch.nn.functional as F
 from PIL import Image
 from pytorch_fid import fid_score
 
-from mtbench.metrics.fid import inception_features, load_inception, random_fid_inception_for_tests
+from mtbench.metrics.fid import (_read_weights_file, inception_features, load_inception,
+                                 random_fid_inception_for_tests, random_fid_inception_state_dict)
 from mtbench.utils import resolve_device
 
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def pytorch_fid_model(state: dict, device: torch.device) -> torch.nn.Module:
+    """pytorch-fid's own InceptionV3 (as `python -m pytorch_fid` builds it), its download replaced by ``state``."""
+    from pytorch_fid import inception as pfi
+
+    state = dict(state)
+    state.setdefault("fc.weight", torch.zeros(1008, 2048))  # the converted file has no classifier; pool3 never uses it
+    state.setdefault("fc.bias", torch.zeros(1008))
+    download = pfi.load_state_dict_from_url
+    pfi.load_state_dict_from_url = lambda *a, **k: state
+    try:
+        return pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(device).eval()
+    finally:
+        pfi.load_state_dict_from_url = download
 
 
 def make_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -59,7 +77,9 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=200, help="number of images")
     ap.add_argument("--size", type=int, default=64, help="image side (resized to 299 by the model)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--weights", type=Path, help="pt_inception-2015-12-05-*.pth (default: random test weights)")
+    ap.add_argument("--weights", type=Path, help="an FID Inception weights file (default: random test weights)")
+    ap.add_argument("--real-weights", action="store_true",
+                    help="the FID weights eval.fid=auto finds (pytorch-fid's file or `mtbench weights fid`'s)")
     ap.add_argument("--batch-size", type=int, default=50)
     ap.add_argument("--num-workers", type=int, default=1, help="pytorch-fid DataLoader workers (its default: 1)")
     ap.add_argument("--reps", type=int, default=3, help="timed repetitions per path (median reported)")
@@ -71,13 +91,16 @@ def main() -> int:
     device = resolve_device(args.device)
     fid_score.tqdm = lambda x: x  # no progress bar in the timed loop
 
-    if args.weights:
+    if args.weights or args.real_weights:
         model = load_inception(args.weights, device=device)
-        weights = f"FID Inception weights {args.weights}"
+        state = _read_weights_file(Path(model.weights_source))[0]
+        weights = f"FID Inception weights {Path(model.weights_source).name}"
     else:
         model = random_fid_inception_for_tests(seed=0, device=device)
+        state = random_fid_inception_state_dict(seed=0)
         weights = ("random test weights (throughput does not depend on the weights; "
-                   "pass --weights for the real ones)")
+                   "pass --weights PATH or --real-weights for the real ones)")
+    reference = pytorch_fid_model(state, device)
 
     u8 = make_images(args.n, args.size)
     x = (u8.float() / 127.5 - 1.0).to(device)  # generator-style tensor in [-1, 1], on the device
@@ -95,7 +118,7 @@ def main() -> int:
 
         def pytorch_fid():
             with contextlib.redirect_stdout(io.StringIO()):  # its "batch size is bigger" notice
-                return fid_score.get_activations(files, model, batch_size=args.batch_size, dims=2048,
+                return fid_score.get_activations(files, reference, batch_size=args.batch_size, dims=2048,
                                                  device=device, num_workers=args.num_workers)
 
         paths = {"in memory (mtbench)": in_memory, "PNG files (pytorch-fid get_activations)": pytorch_fid}
