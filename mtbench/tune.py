@@ -3,10 +3,21 @@
 The MTAdam paper (arXiv:2006.14683) compares MTAdam with fixed loss weights
 tuned by Hyperband (Li et al. 2018, arXiv:1603.06560) to optimise FID. ``mtbench
 tune`` does this with Optuna: a study with a ``HyperbandPruner`` (min and max
-resource in steps or epochs, reduction factor eta), a seeded TPE or random
-sampler, and the objective (the model's primary metric on the validation
-split: FID for the GANs once computed, accuracy for MNIST) reported after
-every ``min_resource`` so that Hyperband prunes at its rungs.
+resource in steps or epochs, reduction factor eta), a seeded TPE (its first
+``n_startup_trials`` trials random) or random sampler, and the objective (the
+model's primary metric on the validation split: FID for the GANs once
+computed, accuracy for MNIST) reported after every ``min_resource`` so that
+Hyperband prunes at its rungs. Only validation metrics are read: every
+evaluation of a trial (periodic and final) is on the validation split.
+
+Hyperband's rungs are at ``min_resource * eta**k``; the top one,
+``min_resource * eta**(n_brackets - 1)`` with ``n_brackets =
+floor(log_eta(max_resource / min_resource)) + 1``, has no higher rung to
+promote to, so a trial that reaches it is never pruned: it trains to
+``max_resource`` and completes. A trial "ran the full budget" when its
+objective was reported at ``max_resource`` (it trained every unit of the
+budget, whether it then completed or, in a study made before this rule, was
+pruned there); the baseline file counts them as ``trials.full_budget``.
 
 Search space: the weight of every term is log-uniform over
 [default / range_factor, default * range_factor]; the terms in
@@ -14,6 +25,9 @@ Search space: the weight of every term is log-uniform over
 their default. With ``tune.enqueue_defaults`` (on by default) the first trial
 of a new study evaluates the default weights themselves, so the tuned baseline
 is never worse on validation than the defaults it is compared with.
+A tuned weight within 5% of either end of its range (in log scale, as a
+fraction of the range's log width) is logged as a warning and recorded as
+``at_bound: {term: lower|upper}``: the optimum may lie outside the range.
 
 Storage: an Optuna journal file (``runs/tune/<model>-<data>/study.journal``)
 by default, or ``tune.storage=<journal path or database URL>``; several
@@ -57,6 +71,7 @@ def _validate(t: DictConfig) -> None:
     int_at_least("max_resource", 1)
     int_at_least("reduction_factor", 2)
     int_at_least("worker", 0)
+    int_at_least("n_startup_trials", 0)
     if t.max_resource < t.min_resource:
         raise ConfigError(f"tune.max_resource ({t.max_resource}) must be >= tune.min_resource ({t.min_resource})")
     if t.resource not in ("steps", "epochs"):
@@ -94,12 +109,37 @@ def search_space(term_names: list[str], defaults: dict[str, float], fixed_terms,
     return ranges, fixed
 
 
-def _counts(study) -> dict[str, int]:
+#: a tuned weight this close to an end of its range (fraction of the log width) is "at the bound"
+EDGE_MARGIN = 0.05
+
+
+def at_bounds(weights: dict[str, float], ranges: dict[str, tuple[float, float]],
+              margin: float = EDGE_MARGIN) -> dict[str, str]:
+    """{term: "lower" or "upper"} for the tuned weights within ``margin`` of an end of their log range."""
+    found = {}
+    for name, (low, high) in ranges.items():
+        pos = (math.log(weights[name]) - math.log(low)) / (math.log(high) - math.log(low))
+        if pos <= margin or pos >= 1 - margin:
+            found[name] = "lower" if pos <= margin else "upper"
+    return found
+
+
+def top_rung(min_resource: int, max_resource: int, eta: int) -> int:
+    """Hyperband's highest rung (Optuna's bracket count formula): no trial reaching it is pruned."""
+    n_brackets = math.floor(math.log(max_resource / min_resource, eta)) + 1
+    return min_resource * eta ** (n_brackets - 1)
+
+
+def _counts(study, max_resource: int) -> dict[str, int]:
+    """Trial states, and ``full_budget``: the trials whose objective was reported at max_resource."""
     from optuna.trial import TrialState
 
-    states = [t.state for t in study.get_trials(deepcopy=False)]
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    full = sum(1 for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+               and t.last_step is not None and t.last_step >= max_resource)
     return {"complete": states.count(TrialState.COMPLETE), "pruned": states.count(TrialState.PRUNED),
-            "failed": states.count(TrialState.FAIL), "total": len(states)}
+            "failed": states.count(TrialState.FAIL), "total": len(states), "full_budget": full}
 
 
 def tune(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
@@ -140,10 +180,12 @@ def tune(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
     del model, data
 
     sampler_seed = int(t.seed) * 1000 + int(t.worker)
-    sampler = (optuna.samplers.TPESampler(seed=sampler_seed) if t.sampler == "tpe"
+    sampler = (optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=t.n_startup_trials)
+               if t.sampler == "tpe"
                else optuna.samplers.RandomSampler(seed=sampler_seed))
     pruner = optuna.pruners.HyperbandPruner(min_resource=t.min_resource, max_resource=t.max_resource,
                                             reduction_factor=t.reduction_factor)
+    no_prune_from = top_rung(t.min_resource, t.max_resource, t.reduction_factor)
     study = optuna.create_study(study_name=study_name, storage=make_storage(storage_spec), sampler=sampler,
                                 pruner=pruner, direction="maximize" if higher else "minimize",
                                 load_if_exists=True)
@@ -170,7 +212,8 @@ def tune(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
             value = metrics[key]
             units = step // steps_per_unit
             trial.report(value, units)
-            if trial.should_prune():
+            # the top rung has no higher rung to promote to: pruning there would only discard a full-budget result
+            if units < no_prune_from and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at {units} {t.resource} with {key}={value:.4g}")
 
         summary = train(trial_cfg(weights, t.max_resource, "val"), out=out / f"trial_{trial.number:04d}",
@@ -182,12 +225,17 @@ def tune(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
         study.enqueue_trial({n: float(default_weights[n]) for n in ranges})
     study.optimize(objective, n_trials=t.n_trials, catch=(NonFiniteLossError,),
                    callbacks=[lambda s, tr: log.info("trial %d: %s %s", tr.number, tr.state.name, tr.value)])
-    counts = _counts(study)
+    counts = _counts(study, t.max_resource)
     try:
         best = study.best_trial
     except ValueError:
         raise ConfigError(f"no trial of study {study_name!r} completed ({counts}); raise tune.n_trials") from None
     weights = {**fixed, **{n: float(best.params[n]) for n in ranges}}
+    edges = at_bounds(weights, ranges)
+    for name, side in edges.items():
+        log.warning("tuned weight %s = %.4g is within %d%% of the %s bound %.4g of its log search range; "
+                    "the optimum may lie outside it (raise tune.range_factor)", name, weights[name],
+                    round(100 * EDGE_MARGIN), side, ranges[name][side == "upper"])
     record: dict[str, Any] = {
         "model": model_name, "data": data_name, "metric": key, "higher_is_better": higher,
         "weights": {n: weights[n] for n in list(fixed) + list(ranges)},
@@ -195,8 +243,10 @@ def tune(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
         "budget": {"resource": t.resource, "min_resource": t.min_resource, "max_resource": t.max_resource,
                    "reduction_factor": t.reduction_factor, "steps_per_unit": steps_per_unit},
         "trials": counts,
+        "at_bound": edges,
         "search": {"range_factor": float(t.range_factor), "fixed_terms": list(fixed), "sampler": t.sampler,
-                   "seed": t.seed, "enqueue_defaults": bool(t.enqueue_defaults)},
+                   "n_startup_trials": t.n_startup_trials, "seed": t.seed,
+                   "enqueue_defaults": bool(t.enqueue_defaults)},
         "study": {"name": study_name, "storage": storage_id},
         "command": " ".join(["mtbench", "tune", *sys.argv[1:]]),
         "created": dt.datetime.now().isoformat(timespec="seconds"),
@@ -219,6 +269,8 @@ def format_record(r: dict[str, Any]) -> str:
     test = r.get("test_metrics", {}).get(r["metric"])
     return (f"done: {r['model']}-{r['data']} best val {r['metric']} {r['val_score']:.4g}"
             + (f", test {test:.4g}" if test is not None else "")
-            + f" | trials {c['total']} ({c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed)"
-            f" | weights {OmegaConf.to_yaml(OmegaConf.create(r['weights'])).strip().replace(chr(10), ', ')}"
+            + f" | trials {c['total']} ({c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed,"
+            f" {c['full_budget']} ran the full budget)"
+            + "".join(f" | {n} at the {side} bound" for n, side in r.get("at_bound", {}).items())
+            + f" | weights {OmegaConf.to_yaml(OmegaConf.create(r['weights'])).strip().replace(chr(10), ', ')}"
             f" | wrote {r['baseline_file']}")

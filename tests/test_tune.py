@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import compose_cfg
-from mtbench.tune import search_space, tune
+from mtbench.tune import at_bounds, format_record, make_storage, search_space, top_rung, tune
 from mtbench.utils import ConfigError
 
 TINY = ["data.train_per_class=5", "data.val_per_class=10", "trainer.batch_size=10",
@@ -33,6 +33,15 @@ def test_tune_prunes_writes_the_baseline_and_fixed_uses_it(tmp_path, run_train):
     record = tune(cfg, out=tmp_path / "tune_out")
     counts = record["trials"]
     assert counts["total"] == 9 and counts["pruned"] >= 1 and counts["complete"] >= 1
+    # full_budget: the trials whose objective was reported at max_resource; the top rung (18 = 2 * 3**2) never prunes
+    import optuna
+
+    trials = optuna.load_study(study_name="mnist-mnist5k", storage=make_storage(tmp_path / "study.journal")).trials
+    reached = [tr for tr in trials if 18 in tr.intermediate_values]
+    assert counts["full_budget"] == len(reached) == counts["complete"] >= 1
+    assert all(tr.state.name == "COMPLETE" for tr in reached)
+    assert all(max(tr.intermediate_values) < 18 for tr in trials if tr.state.name == "PRUNED")
+    assert f"{len(reached)} ran the full budget" in format_record(record)
     data = yaml.safe_load((bl / "mnist-mnist5k.yaml").read_text())
     assert data["weights"]["term_0"] == 1.0  # the reference term stays at its default
     for c in range(1, 10):
@@ -40,6 +49,7 @@ def test_tune_prunes_writes_the_baseline_and_fixed_uses_it(tmp_path, run_train):
     assert data["budget"] == {"resource": "steps", "min_resource": 2, "max_resource": 18,
                               "reduction_factor": 3, "steps_per_unit": 1}
     assert data["trials"]["pruned"] == counts["pruned"] and "mtbench tune" in data["command"]
+    assert data["trials"]["full_budget"] == counts["full_budget"]
     assert 0 <= data["val_score"] <= 1 and "acc" in data["test_metrics"]
     # method.weights=baseline trains with exactly those weights, and the summary compares with it
     summary, _ = run_train(["method.weights=baseline", f"baselines_dir={bl}", "trainer.max_steps=2", *TINY])
@@ -69,6 +79,8 @@ def test_tune_refuses_to_replace_another_studys_baseline(tmp_path):
     ("tune.min_resource=0", "tune.min_resource must be an integer >= 1"),
     ("tune.max_resource=1", r"tune.max_resource \(1\) must be >= tune.min_resource"),
     ("tune.sampler=grid", "tune.sampler must be tpe or random"),
+    ("tune.n_startup_trials=-1", "tune.n_startup_trials must be an integer >= 0, got -1"),
+    ("tune.n_startup_trials=2.5", "tune.n_startup_trials must be an integer >= 0, got 2.5"),
     ("method=mtadam", "tunes the fixed weights"),
 ])
 def test_bad_tune_settings(tmp_path, override, message):
@@ -112,6 +124,65 @@ def test_a_new_study_first_evaluates_the_default_weights(tmp_path):
                            f"baselines_dir={tmp_path / flag}", *TINY], config_name="tune")
         record = tune(cfg, out=tmp_path / f"out_{flag}")
         params[flag] = record["weights"]
+        if flag == "true":
+            assert record["at_bound"] == {}  # the defaults lie in the middle of their log ranges
         assert record["search"]["enqueue_defaults"] == (flag == "true")
     assert params["true"] == {f"term_{c}": 1.0 for c in range(10)}
     assert all(params["false"][f"term_{c}"] != 1.0 for c in range(1, 10))
+
+
+def test_top_rung_follows_optunas_bracket_count():
+    assert top_rung(2, 18, 3) == 18 and top_rung(50, 450, 3) == 450
+    assert top_rung(66, 600, 3) == 594  # reproduce_gans.sh's pix2pix budget: 66 * 9, reported at step 594
+    assert top_rung(2, 2, 3) == 2 and top_rung(2, 5, 3) == 2 and top_rung(1, 16, 2) == 16
+
+
+def test_n_startup_trials_reaches_the_tpe_sampler(tmp_path, monkeypatch):
+    import optuna
+
+    made = []
+
+    class Spy(optuna.samplers.TPESampler):
+        def __init__(self, **kwargs):
+            made.append(kwargs)
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(optuna.samplers, "TPESampler", Spy)
+    cfg = compose_cfg(["tune.n_trials=1", "tune.min_resource=2", "tune.max_resource=2", "tune.final_run=false",
+                       "tune.n_startup_trials=3", f"tune.storage={tmp_path / 's.journal'}",
+                       f"baselines_dir={tmp_path / 'bl'}", *TINY], config_name="tune")
+    record = tune(cfg, out=tmp_path / "o")
+    assert [m["n_startup_trials"] for m in made] == [3]
+    assert record["search"]["n_startup_trials"] == 3
+    assert compose_cfg([], config_name="tune").tune.n_startup_trials == 5  # the default
+
+
+def test_at_bounds_flags_weights_near_an_end_of_the_log_range_only():
+    ranges = {"a": (0.01, 100.0), "b": (0.01, 100.0)}
+    frac = lambda p: 10 ** (4 * p - 2)  # noqa: E731 - position p in [0, 1] of the log range -> weight
+    assert at_bounds({"a": 100.0, "b": 0.01}, ranges) == {"a": "upper", "b": "lower"}
+    assert at_bounds({"a": frac(0.96), "b": frac(0.04)}, ranges) == {"a": "upper", "b": "lower"}
+    assert at_bounds({"a": frac(0.94), "b": frac(0.06)}, ranges) == {}
+    assert at_bounds({"a": 1.0, "b": 1.0}, ranges) == {}
+
+
+def test_a_best_weight_at_a_bound_is_warned_about_and_recorded(tmp_path, caplog):
+    import optuna
+
+    journal = tmp_path / "s.journal"
+    study = optuna.create_study(study_name="mnist-mnist5k", storage=make_storage(journal), direction="maximize")
+    at_edge = {f"term_{c}": 1.0 for c in range(1, 10)} | {"term_1": 100.0, "term_2": 0.01, "term_3": 50.0}
+    study.enqueue_trial(at_edge)  # the only trial, so the best one
+    cfg = compose_cfg(["tune.n_trials=1", "tune.min_resource=2", "tune.max_resource=2", "tune.final_run=false",
+                       f"tune.storage={journal}", f"baselines_dir={tmp_path / 'bl'}", *TINY], config_name="tune")
+    with caplog.at_level("WARNING", logger="mtbench.tune"):
+        record = tune(cfg, out=tmp_path / "o")
+    assert record["weights"]["term_1"] == 100.0
+    assert record["at_bound"] == {"term_1": "upper", "term_2": "lower"}  # 50 lies at 92% of the log range
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("term_1 = 100" in m and "upper bound 100" in m for m in warned)
+    assert any("term_2 = 0.01" in m and "lower bound 0.01" in m for m in warned)
+    assert not any("term_3" in m for m in warned)
+    saved = yaml.safe_load((tmp_path / "bl" / "mnist-mnist5k.yaml").read_text())
+    assert saved["at_bound"] == {"term_1": "upper", "term_2": "lower"}
+    assert "term_1 at the upper bound" in format_record(record)
