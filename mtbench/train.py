@@ -244,7 +244,7 @@ class Runner:
         return path
 
     def keep_best(self, metrics: dict[str, float], start: float) -> None:
-        """Save checkpoints/best.pt when the primary metric improves (periodic and final evaluations)."""
+        """Save checkpoints/best.pt when the primary metric improves (evaluations on selection_split only)."""
         if not self.cfg.trainer.get("keep_best", True):
             return
         key = self.primary_metric
@@ -298,8 +298,14 @@ class Runner:
             raise ConfigError(f"trainer.eval_split={which} but data {self.data.name!r} has no {which} split")
         return split
 
-    def evaluate(self) -> dict[str, float]:
-        split = self.eval_split()
+    def selection_split(self) -> Dataset:
+        """What periodic evaluations, best.pt and tuning read: val, or the final split when there is no val."""
+        return self.data.val if self.data.val is not None else self.eval_split()
+
+    def evaluate(self, split: Dataset | None = None) -> dict[str, float]:
+        """Metrics on ``split``, by default the final split (trainer.eval_split); extra_eval sets only then."""
+        final = split is None
+        split = self.eval_split() if final else split
         bs = getattr(self.data, "eval_batch_size", None)
         self.model.eval()
         try:
@@ -320,7 +326,7 @@ class Runner:
             for name, extra in getattr(self.data, "extra_eval", {}).items():
                 if extra is split:  # the eval split is also reported under its own name (e.g. Set5/psnr)
                     metrics.update({f"{name}/{k}": v for k, v in main.items()})
-                elif self.cfg.trainer.get("eval_split", "auto") != "val":
+                elif final and self.cfg.trainer.get("eval_split", "auto") != "val":
                     m = self.model.evaluate(make_eval_loader(extra, self.cfg, self.device, bs))
                     metrics.update({f"{name}/{k}": v for k, v in m.items()})
         finally:
@@ -358,10 +364,12 @@ class Runner:
         total = sum(weights[n] * record[f"loss/{n}"] for n in terms)
         pbar.set_postfix_str(f"loss {total:.4g}", refresh=False)
 
-    def log_eval(self, metrics: dict[str, float], writer, metrics_file) -> None:
+    def log_eval(self, metrics: dict[str, float], writer, metrics_file, prefix: str = "eval/") -> None:
+        """eval/<metric> on the final split; val/<metric> for the selection split when that is another one."""
         for k, v in metrics.items():
-            writer.add_scalar(f"eval/{k}", v, self.pos.step)
-        metrics_file.write(json.dumps({"step": self.pos.step, **{f"eval/{k}": v for k, v in metrics.items()}}) + "\n")
+            writer.add_scalar(f"{prefix}{k}", v, self.pos.step)
+        metrics_file.write(json.dumps({"step": self.pos.step, **{f"{prefix}{k}": v for k, v in metrics.items()}})
+                           + "\n")
         metrics_file.flush()
 
     def log_images(self, batch, writer) -> None:
@@ -397,6 +405,9 @@ class Runner:
         image_every = t.get("image_every")
         pbar = tqdm(total=self.total_steps, initial=self.pos.step, desc=f"{cfg.get('name', 'train')}",
                     unit="step", dynamic_ncols=True, disable=not t.progress, file=sys.stderr)
+        # periodic evaluations, best.pt and on_eval (tuning) read the selection split, never test when val exists
+        select = self.selection_split()
+        select_prefix = "eval/" if select is self.eval_split() else "val/"
         try:
             self.model.train()
             while self.pos.step < self.total_steps:
@@ -422,8 +433,8 @@ class Runner:
                         self.log_images(batch, writer)
                     if t.eval_every and step % t.eval_every == 0 and step < self.total_steps:
                         self.flush(steplog, writer, metrics_file, pbar, time.perf_counter() - interval_start)
-                        metrics = self.evaluate()
-                        self.log_eval(metrics, writer, metrics_file)
+                        metrics = self.evaluate(select)
+                        self.log_eval(metrics, writer, metrics_file, select_prefix)
                         self.keep_best(metrics, start)
                         if self.on_eval is not None:
                             self.on_eval(step, metrics)
@@ -445,9 +456,13 @@ class Runner:
             metrics = self.evaluate()
             self.log_eval(metrics, writer, metrics_file)
             wall = self.elapsed_before + time.perf_counter() - start
-            self.keep_best(metrics, start)
+            chosen = metrics  # reported; best.pt and on_eval read a val evaluation when the final split is test
+            if select_prefix == "val/" and (t.get("keep_best", True) or self.on_eval is not None):
+                chosen = self.evaluate(select)
+                self.log_eval(chosen, writer, metrics_file, select_prefix)
+            self.keep_best(chosen, start)
             if self.on_eval is not None:
-                self.on_eval(self.pos.step, metrics)
+                self.on_eval(self.pos.step, chosen)
             self.save(True, wall)
             summary = self.summary(metrics, wall)
             summary["baseline"] = compare_to_baseline(summary, self.cfg)
@@ -470,6 +485,7 @@ class Runner:
             metrics_file.close()
 
     def summary(self, metrics: dict[str, float], wall: float) -> dict[str, Any]:
+        no_val = self.data.val is None
         return {
             "model": _choice("model"), "method": _choice("method"), "data": _choice("data"),
             "seed": self.cfg.seed,
@@ -478,7 +494,8 @@ class Runner:
             "higher_is_better": self.higher_is_better,
             "fid_note": self.fid_note,
             "eval_split": str(self.cfg.trainer.get("eval_split", "auto")),
-            "best": {"value": self.best, "step": self.best_step},
+            "best": {"value": self.best, "step": self.best_step, "split": "test" if no_val else "val",
+                     **({"note": "the data has no val split: best.pt is chosen on the test split"} if no_val else {})},
             "final_weights": self.method.weights(),
             "init_from": self.init_from,
             "steps": self.pos.step, "epochs": self.pos.step / self.steps_per_epoch,

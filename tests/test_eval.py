@@ -20,7 +20,8 @@ def test_eval_reproduces_the_final_metrics_and_records_them(run_train):
     after = json.loads((out / "summary.json").read_text())
     assert after["evaluations"][-1]["checkpoint"] == "last" and after["evaluations"][-1]["step"] == 4
     assert {k: v for k, v in after.items() if k != "evaluations"} == before
-    best = evaluate_run(compose_cfg([f"run={out}", "device=cpu", "checkpoint=best"], config_name="eval"))
+    best = evaluate_run(compose_cfg([f"run={out}", "device=cpu", "checkpoint=best", "eval_split=val"],
+                                    config_name="eval"))  # best.pt is chosen on val (summary best.split)
     assert best["metrics"]["acc"] == pytest.approx(summary["best"]["value"])
     assert (out / ".hydra" / "config.yaml").exists() or True  # the runner's own config is untouched
 

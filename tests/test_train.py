@@ -194,3 +194,45 @@ def test_resume_true_without_a_dir_continues_the_newest_unfinished_run_of_the_sa
     s = train(compose_cfg([*common, "resume=true"]), out=fresh)
     assert s["run_dir"].endswith("2026-01-01_00-00-00_s4") and s["steps"] == 6
     assert not fresh.exists()  # the empty folder of this invocation is removed, nothing else
+
+
+# val and test scores by training step (the fake evaluation below): val is best at the end, test earlier
+SCORES = {"val": {2: 0.5, 4: 0.2, 6: 0.7}, "test": {2: 0.9, 4: 0.95, 6: 0.1}}
+
+
+def test_best_checkpoint_and_on_eval_read_the_val_split_and_the_final_metrics_the_test_split(tmp_path, monkeypatch):
+    """Periodic evaluations on val choose best.pt (also at the end, by an extra val evaluation), not test."""
+    step = {"n": 0}
+    original_step = MNISTModel.training_step
+
+    def training_step(self, batch, method):
+        step["n"] += 1
+        return original_step(self, batch, method)
+
+    def evaluate(self, loader):  # 100 val digits (10 per class), 1,000 test digits
+        return {"acc": SCORES["val" if len(loader.dataset) == 100 else "test"][step["n"]]}
+
+    monkeypatch.setattr(MNISTModel, "training_step", training_step)
+    monkeypatch.setattr(MNISTModel, "evaluate", evaluate)
+    seen = []
+    cfg = compose_cfg(["data.train_per_class=5", "data.val_per_class=10", "trainer.batch_size=10", "trainer.max_steps=6",
+                       "trainer.eval_every=2", "trainer.progress=false", "trainer.log_every=2",
+                       "trainer.checkpoint_every=null", "device=cpu"])
+    s = train(cfg, out=tmp_path / "r", on_eval=lambda st, m: seen.append((st, m["acc"])))
+    assert s["metrics"]["acc"] == 0.1 and s["eval_split"] == "auto"  # reported on test
+    assert s["best"] == {"value": 0.7, "step": 6, "split": "val"}  # chosen on val: not 0.95 at step 4 (test)
+    assert seen == [(2, 0.5), (4, 0.2), (6, 0.7)]  # tuning would only ever see val
+    best = torch.load(tmp_path / "r" / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
+    assert best["step"] == 6 and best["best"] == 0.7
+    lines = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["val/acc"]) for r in lines if "val/acc" in r] == [(2, 0.5), (4, 0.2), (6, 0.7)]
+    assert [(r["step"], r["eval/acc"]) for r in lines if "eval/acc" in r] == [(6, 0.1)]
+
+
+def test_without_a_val_split_best_pt_is_chosen_on_test_and_the_summary_says_so(run_train):
+    summary, out = run_train(["data.val_per_class=0", "data.train_per_class=5", "trainer.batch_size=10",
+                              "trainer.max_steps=4", "trainer.eval_every=2", *SMALL[1:]])
+    assert summary["best"]["split"] == "test" and "no val split" in summary["best"]["note"]
+    assert summary["best"]["value"] is not None and (out / "checkpoints" / "best.pt").is_file()
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines if "eval/acc" in r] == [2, 4] and not any("val/acc" in r for r in lines)
