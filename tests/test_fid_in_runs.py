@@ -33,9 +33,9 @@ def test_fid_is_computed_cached_and_becomes_the_primary_metric(tmp_path, fake_we
     assert s["primary_metric"] == "fid" and s["higher_is_better"] is False
     m = s["metrics"]
     assert math.isfinite(m["fid"]) and m["fid"] > 0 and m["fid_images"] == 3 and "kid" in m and "psnr" in m
-    assert len(list(cache.glob("real_*.npz"))) == 1
+    assert len(list(cache.glob("real_*.npz"))) == 2  # the test split (reported) and val (chooses best.pt)
     s2 = train(compose_cfg([*over, "seed=1"]), out=tmp_path / "b")
-    assert len(list(cache.glob("real_*.npz"))) == 1  # same real split: statistics from the cache
+    assert len(list(cache.glob("real_*.npz"))) == 2  # same real splits: statistics from the cache
     assert math.isfinite(s2["metrics"]["fid"])
 
 
