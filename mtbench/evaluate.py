@@ -41,7 +41,7 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"checkpoint must be last or best, got {cfg.checkpoint!r}")
     ckpt = run / "checkpoints" / f"{cfg.checkpoint}.pt"
     if not ckpt.is_file():
-        raise ConfigError(f"no checkpoint {ckpt}" + (" (best.pt exists only for runs with trainer.eval_every)"
+        raise ConfigError(f"no checkpoint {ckpt}" + (" (best.pt is kept by runs with trainer.keep_best=true, the default, chosen on the val split)"
                                                       if cfg.checkpoint == "best" else ""))
     run_cfg, choices = _load_run_config(run)
     with open_dict(run_cfg):
