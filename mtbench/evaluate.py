@@ -1,8 +1,9 @@
 """``mtbench eval run=<dir>``: recompute a finished (or interrupted) run's metrics from a checkpoint.
 
-The run's own resolved config (``run.yaml``, written by the runner) rebuilds
-its data and model; the checkpoint's weights are loaded and the model
-is evaluated. The result is appended to ``summary.json`` (``evaluations``);
+The run is rebuilt from the package's own conf/ and the overrides it was
+started with (:func:`mtbench.rundir.rebuild_config`: nothing in the run
+directory is instantiated, a foreign ``_target_`` is refused); the
+checkpoint's weights are loaded (``weights_only``) and the model is evaluated. The result is appended to ``summary.json`` (``evaluations``);
 with ``checkpoint=last`` the run's ``metrics`` are updated too (new metrics
 such as FID are added, recomputed ones replaced). An unfinished run (no
 summary.json) gets ``eval.json`` instead, so it still counts as unfinished.
@@ -16,19 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
+from mtbench.rundir import rebuild_config
 from mtbench.utils import ConfigError, atomic_write_text
-
-
-def _load_run_config(run: Path) -> tuple[DictConfig, dict]:
-    from mtbench.train import RUN_CONFIG
-
-    path = run / RUN_CONFIG
-    if not path.is_file():
-        raise ConfigError(f"{run} is not an mtbench run directory (no {RUN_CONFIG})")
-    data = OmegaConf.load(path)
-    return data.config, dict(data.choices)
 
 
 def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
@@ -43,7 +35,7 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
     if not ckpt.is_file():
         raise ConfigError(f"no checkpoint {ckpt}" + (" (best.pt is kept by runs with trainer.keep_best=true, the default, chosen on the val split)"
                                                       if cfg.checkpoint == "best" else ""))
-    run_cfg, choices = _load_run_config(run)
+    run_cfg, choices = rebuild_config(run)  # the package's conf/ + the run's overrides; never the run's YAML
     with open_dict(run_cfg):
         run_cfg.device = cfg.device
         run_cfg.eval = cfg.eval

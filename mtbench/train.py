@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mtbench.baseline import compare_to_baseline, format_comparison
 from mtbench.metrics.fid_runner import FIDComputer, fid_active, fid_mode
+from mtbench.rundir import RUN_CONFIG
 from mtbench.utils import (ConfigError, atomic_torch_save, atomic_write_text, resolve_device, rng_state,
                            seed_everything, set_rng_state, to_device, versions)
 
@@ -511,14 +512,12 @@ class Runner:
         }
 
 
-RUN_CONFIG = "run.yaml"
-
-
 def write_run_config(cfg: DictConfig, out: Path) -> None:
-    """run.yaml: the resolved config and the group choices; `mtbench eval` rebuilds the run from it."""
+    """run.yaml: the overrides (what `mtbench eval` rebuilds the run from, with conf/), choices, resolved config."""
     resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
     choices = {g: _choice(g) for g in ("model", "data", "method", "device", "trainer", "experiment")}
-    text = OmegaConf.to_yaml(OmegaConf.create({"choices": choices, "config": resolved}))
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    text = OmegaConf.to_yaml(OmegaConf.create({"choices": choices, "overrides": overrides, "config": resolved}))
     atomic_write_text("# written by mtbench train: the resolved config of this run\n" + text, out / RUN_CONFIG)
 
 

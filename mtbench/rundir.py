@@ -1,0 +1,152 @@
+"""Reading a run directory without trusting it: a run is rebuilt from the package's conf/ and its overrides.
+
+A run directory is data from outside (someone else's experiment, a download, a
+shared file system). Its YAML files could name any Python callable as a
+``_target_``; instantiating them would run that code. So nothing read from a
+run directory is ever instantiated:
+
+* :func:`recorded_overrides` reads the command-line overrides the run was
+  started with (``run.yaml``'s ``overrides``, else Hydra's
+  ``.hydra/overrides.yaml``), checks they are a list of strings, and drops
+  ``hydra.*`` keys;
+* :func:`rebuild_config` composes the package's own ``conf/train.yaml`` with
+  them (Hydra's override grammar parses them; nothing is evaluated);
+* :func:`check_targets` then refuses, with one line, any ``_target_`` that is
+  not one of the package's own (those in ``conf/``): an override such as
+  ``model._target_=os.system`` cannot smuggle a callable in.
+
+``run.yaml``'s resolved config stays a record for people to read; only its
+``overrides`` list is used, and only through the steps above.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from mtbench.utils import ConfigError
+
+RUN_CONFIG = "run.yaml"
+HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"
+
+__all__ = ["RUN_CONFIG", "recorded_overrides", "rebuild_config", "allowed_targets", "check_targets"]
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())  # plain data only: no tags, no objects
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot read {path}: {type(err).__name__}: {str(err).splitlines()[0]}") from None
+
+
+def recorded_overrides(run: Path) -> list[str]:
+    """The overrides ``mtbench train`` was given for this run, without ``hydra.*`` keys."""
+    path = run / RUN_CONFIG
+    data = _read_yaml(path) if path.is_file() else None
+    if isinstance(data, dict) and "overrides" in data:
+        overrides, source = data["overrides"], path
+    elif (run / HYDRA_OVERRIDES).is_file():
+        overrides, source = _read_yaml(run / HYDRA_OVERRIDES), run / HYDRA_OVERRIDES
+    else:
+        raise ConfigError(f"{run} is not an mtbench run directory (no {RUN_CONFIG} with its overrides, "
+                          f"no {HYDRA_OVERRIDES})")
+    if overrides is None:
+        overrides = []
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise ConfigError(f"{source}: the recorded overrides must be a list of strings, "
+                          f"got {type(overrides).__name__}")
+    return [o for o in overrides if not o.lstrip("~+").startswith("hydra.") and o.lstrip("~+") != "hydra"]
+
+
+def rebuild_config(run: Path, config_name: str = "train") -> tuple[DictConfig, dict[str, str]]:
+    """(config, group choices) of a run, composed from the package's conf/ and the run's overrides.
+
+    Raises :class:`ConfigError` naming the run for overrides that no longer
+    compose (a removed option, a renamed key) and for foreign ``_target_`` values.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from mtbench.cli import config_dir
+
+    overrides = recorded_overrides(run)
+    try:
+        if GlobalHydra.instance().is_initialized():  # inside a Hydra app (mtbench eval): its search path is conf/
+            cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+        else:
+            with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+                cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException, ValueError) as err:
+        raise ConfigError(f"cannot rebuild {run} from mtbench's conf/ and its recorded overrides {overrides}: "
+                          f"{str(err).splitlines()[0]}") from None
+    choices = {k: str(v) for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra/")}
+    # resolve ${hydra:...} against the rebuilt run's Hydra node, not the calling command's
+    holder = HydraConfig.instance()
+    previous = holder.cfg
+    holder.set_config(cfg)
+    try:
+        resolved = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+        OmegaConf.resolve(resolved)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"cannot rebuild {run}: {str(err).splitlines()[0]}") from None
+    finally:
+        holder.cfg = previous
+    check_targets(resolved, f"the overrides recorded in {run}")
+    return resolved, choices
+
+
+@functools.lru_cache(maxsize=1)
+def allowed_targets() -> frozenset[str]:
+    """Every ``_target_`` value in the package's conf/ (the only callables a rebuilt run may name)."""
+    from mtbench.cli import config_dir
+
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("_target_"), str):
+                found.add(node["_target_"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    for path in sorted(config_dir().rglob("*.yaml")):
+        walk(yaml.safe_load(path.read_text()))
+    return frozenset(found)
+
+
+def _targets(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            if key == "hydra" and not prefix:
+                continue  # Hydra's own node (callbacks, launcher): not something mtbench instantiates
+            value = node._get_node(key)
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key == "_target_":
+                yield path, value._value()  # unresolved: an interpolation is not a target name either
+            elif isinstance(value, (DictConfig, ListConfig)):
+                yield from _targets(value, path)
+    elif isinstance(node, ListConfig):
+        for i, value in enumerate(node._iter_ex(resolve=False)):
+            if isinstance(value, (DictConfig, ListConfig)):
+                yield from _targets(value, f"{prefix}[{i}]")
+
+
+def check_targets(cfg: DictConfig, source: str) -> None:
+    """Refuse (one line) a config whose ``_target_`` values are not all among :func:`allowed_targets`."""
+    allowed = allowed_targets()
+    for path, target in _targets(cfg, ""):
+        if not isinstance(target, str) or target not in allowed:
+            raise ConfigError(f"refusing {path}={target!r} from {source}: not one of mtbench's own targets "
+                              f"(those in its conf/); nothing read from a run directory is instantiated "
+                              f"otherwise")
