@@ -203,3 +203,32 @@ def test_content_only_model_has_one_term_no_discriminator_and_never_steps_d(run_
     assert all(k.startswith("generator.") for k in ckpt["model"])
     logged = [line for line in (out / "metrics.jsonl").read_text().splitlines() if "loss/" in line]
     assert logged and all("loss/D" not in line and "loss/adversarial" not in line for line in logged)
+
+
+@pytest.mark.parametrize("model,gens,extra", [
+    ("pix2pix", ("G",), []),
+    ("cyclegan", ("G_A", "G_B"), ["model.n_blocks=1"]),
+])
+def test_image_translation_gans_start_their_generators_from_a_run(tmp_path, model, gens, extra):
+    common = ["trainer.progress=false", "device=cpu", f"model={model}", "data.image_size=32", "data.n_train=4",
+              "data.n_val=2", "data.n_test=2", "model.ngf=4", "model.ndf=4", "trainer.batch_size=2",
+              "trainer.eval_batch_size=2", "trainer.image_every=null", "eval.fid=false", "trainer.max_steps=2",
+              *extra]
+    train(compose_cfg(common), out=tmp_path / "src")
+    src = torch.load(tmp_path / "src" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    seen = {}
+    original = Runner.fit
+
+    def fit(self):  # the model as the loop starts: generators loaded, the rest fresh
+        seen.update({k: v.clone() for k, v in self.model.state_dict().items() if torch.is_tensor(v)})
+        return original(self)
+
+    import unittest.mock as mock
+
+    with mock.patch.object(Runner, "fit", fit):
+        train(compose_cfg([*common, "seed=1", f"model.init_from='{tmp_path / 'src'}'"]), out=tmp_path / "dst")
+    src = {k: v for k, v in src.items() if torch.is_tensor(v)}
+    g_keys = [k for k in src if k.split(".")[0] in gens]
+    other = [k for k in src if k.split(".")[0] not in gens and src[k].is_floating_point() and src[k].numel() > 1]
+    assert g_keys and all(torch.equal(seen[k], src[k]) for k in g_keys)
+    assert other and not all(torch.equal(seen[k], src[k]) for k in other)  # discriminators start fresh

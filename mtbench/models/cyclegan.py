@@ -152,6 +152,7 @@ class CycleGANModel(Model):
     primary_metric = "cycle_l1"
     higher_is_better = False
     supports_fid = True  # with the FID Inception weights, FID (mean of both directions) is the primary metric
+    generator_modules = ("G_A", "G_B")  # what model.init_from loads
     default_term_weights = {"G_A": 1.0, "G_B": 1.0, "cycle_A": 10.0, "cycle_B": 10.0, "idt_A": 5.0, "idt_B": 5.0}
 
     def __init__(self, image_size: int = 256, in_channels: int = 3, out_channels: int = 3, ngf: int = 64,

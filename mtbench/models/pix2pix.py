@@ -183,6 +183,7 @@ class Pix2PixModel(Model):
     primary_metric = "psnr"
     higher_is_better = True
     supports_fid = True  # with the FID Inception weights, FID of G(A) vs B is the runner's primary metric
+    generator_modules = ("G",)  # what model.init_from loads
     default_term_weights = {"G_GAN": 1.0, "G_L1": 100.0}
 
     def __init__(self, image_size: int = 256, in_channels: int = 3, out_channels: int = 3, ngf: int = 64,
