@@ -1,21 +1,51 @@
-"""The Hyperband-tuned fixed-weights baseline: where it lives, how runs are compared to it.
+"""The Hyperband-tuned fixed-weights baseline: reading it, and comparing runs with it.
 
 ``mtbench tune model=M data=D`` writes ``results/baselines/<M>-<D>.yaml``
 (see :mod:`mtbench.tune`): the tuned weights, the validation score of the best
 trial, the test metrics of a full run with those weights, the budget and the
-command. ``method=fixed method.weights=baseline`` trains with those weights,
-and every train run's summary compares its score with the baseline's.
+command. ``method=fixed method.weights=baseline`` trains with those weights
+(:func:`baseline_weights`), every train run's summary compares its score with
+the baseline's (:func:`compare_to_baseline`), and ``mtbench report --baseline``
+adds it as a row (:func:`load_baselines`).
+
+This module is the one place that reads such a file. It is data, never code:
+YAML is read with ``yaml.safe_load`` (JSON with :mod:`json`), nothing is
+instantiated, and every value is checked before use (metrics, score and
+weights are numbers, a null metric counts as not measured; labels are names);
+a malformed file is one ``ValueError`` line naming it.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 BASELINE_DIR = Path("results") / "baselines"
+DEFAULT_LABEL = "hyperband-tuned fixed"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One baseline: a label, final metrics and/or a score (the primary metric), optional scope and weights.
+
+    A tune file's ``test_metrics`` are ``metrics`` and its ``val_score`` is ``score``.
+    ``model``/``data`` (None: any) limit the report tables it is shown in.
+    """
+
+    label: str = DEFAULT_LABEL
+    metrics: dict[str, float] = field(default_factory=dict)
+    score: float | None = None
+    model: str | None = None
+    data: str | None = None
+    weights: dict[str, float] | None = None
+    source: str = "baseline"
 
 
 def resolve(path: str | Path) -> Path:
@@ -32,14 +62,86 @@ def baseline_path(model: str, data: str, directory: str | Path | None = None) ->
     return resolve(Path(directory or BASELINE_DIR) / f"{model}-{data}.yaml")
 
 
-def load_baseline(path: Path) -> dict[str, Any]:
+def _number(value: Any, what: str, where: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ValueError(f"{where}: {what} must be a number, got {value!r:.80}")
+    return float(value)
+
+
+def _numbers(value: Any, what: str, where: str, skip_null: bool = False) -> dict[str, float]:
+    """A mapping name: number; with ``skip_null`` a null value (a metric not measured) is left out."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where}: '{what}' must be a mapping name: number, got {value!r:.80}")
+    return {str(k): _number(v, f"{what} {k!r}", where) for k, v in value.items()
+            if not (skip_null and v is None)}
+
+
+def _label(value: Any, what: str, where: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (dict, list)) or isinstance(value, bool):
+        raise ValueError(f"{where}: '{what}' must be a name, got {value!r:.80}")
+    return str(value)
+
+
+def parse_baseline(item: Any, where: str = "baseline") -> Baseline:
+    """A :class:`Baseline` from one mapping (a tune file's, or ``method``/``metrics``/``score``/...)."""
+    if not isinstance(item, Mapping):
+        raise ValueError(f"{where}: expected a mapping with 'metrics' or 'score' (or a list of them)")
+    metrics = item.get("metrics", item.get("test_metrics"))
+    score = item.get("score", item.get("val_score"))
+    weights = item.get("weights")
+    return Baseline(label=_label(item.get("method") or item.get("name"), "method", where) or DEFAULT_LABEL,
+                    metrics={} if metrics is None else _numbers(metrics, "metrics", where, skip_null=True),
+                    score=None if score is None else _number(score, "'score'", where),
+                    model=_label(item.get("model"), "model", where), data=_label(item.get("data"), "data", where),
+                    weights=None if weights is None else _numbers(weights, "weights", where), source=where)
+
+
+def _read(path: str | os.PathLike) -> Any:
+    p = Path(path).expanduser()
+    where = f"baseline file {path}"
+    if not p.is_file():
+        raise ValueError(f"{where}: no such file")
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"cannot read baseline file {path}: {err}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("weights"), dict):
-        raise ValueError(f"baseline file {path} has no 'weights' mapping (make it with `mtbench tune`)")
-    return data
+        text = p.read_text()
+        return json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError, RecursionError) as err:
+        one_line = " ".join(str(err).split())
+        raise ValueError(f"{where}: cannot read it: {one_line}") from None
+
+
+def load_baseline(path: str | Path) -> Baseline:
+    """The file ``mtbench tune`` writes (one mapping with a ``weights`` mapping), checked."""
+    where = f"baseline file {path}"
+    data = _read(path)
+    if not isinstance(data, Mapping) or data.get("weights") is None:
+        raise ValueError(f"{where} has no 'weights' mapping (make it with `mtbench tune`)")
+    return parse_baseline(data, where)
+
+
+def load_baselines(spec: Mapping[str, Any] | Sequence[Mapping[str, Any]] | str | os.PathLike | None,
+                   ) -> list[Baseline]:
+    """Report baselines from a mapping, a list of mappings, or a YAML/JSON file holding one or a list.
+
+    Each needs ``metrics`` (``test_metrics``) or ``score`` (``val_score``); None gives none.
+    """
+    if spec is None:
+        return []
+    where = "baseline"
+    if isinstance(spec, (str, os.PathLike)):
+        where = f"baseline file {spec}"
+        spec = _read(spec)
+    items = [spec] if isinstance(spec, Mapping) else spec
+    if not isinstance(items, list) or not items or not all(isinstance(b, Mapping) for b in items):
+        raise ValueError(f"{where}: expected a mapping with 'metrics' or 'score' (or a list of them)")
+    out = []
+    for item in items:
+        b = parse_baseline(item, where)
+        if item.get("metrics", item.get("test_metrics")) is None and b.score is None:
+            raise ValueError(f"{where}: needs a 'metrics' mapping or a 'score' number")
+        out.append(b)
+    return out
 
 
 def baseline_weights(path: str | Path) -> dict[str, float]:
@@ -49,7 +151,7 @@ def baseline_weights(path: str | Path) -> dict[str, float]:
         stem = path.stem.split("-", 1)
         how = f"`mtbench tune model={stem[0]} data={stem[1]}`" if len(stem) == 2 else "`mtbench tune`"
         raise ValueError(f"method.weights=baseline but there is no baseline file {path}; make one with {how}")
-    return {k: float(v) for k, v in load_baseline(path)["weights"].items()}
+    return dict(load_baseline(path).weights or {})
 
 
 def compare_to_baseline(summary: dict[str, Any], cfg=None) -> dict[str, Any]:
@@ -67,14 +169,15 @@ def compare_to_baseline(summary: dict[str, Any], cfg=None) -> dict[str, Any]:
     except ValueError as err:
         return {"exists": False, "metric": key, "path": str(path), "hint": str(err)}
     split = summary.get("eval_split", "auto")
-    reference = base.get("val_score") if split == "val" else (base.get("test_metrics") or {}).get(key)
-    delta = (value - reference) if (value is not None and isinstance(reference, (int, float))) else None
+    reference = base.score if split == "val" else base.metrics.get(key)
+    delta = (value - reference) if (value is not None and reference is not None) else None
     return {"exists": True, "metric": key, "path": str(path), "value": value, "baseline": reference,
             "delta": delta, "higher_is_better": summary.get("higher_is_better", True),
-            "baseline_weights": base.get("weights")}
+            "baseline_weights": base.weights}
 
 
 def format_comparison(cmp: dict[str, Any]) -> str:
+    """One line: the run's primary metric, the baseline's, the difference and whether it is better."""
     if not cmp.get("exists"):
         return cmp.get("hint", "no baseline")
     v, b, d = cmp.get("value"), cmp.get("baseline"), cmp.get("delta")
