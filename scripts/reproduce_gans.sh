@@ -52,7 +52,7 @@ source scripts/reproduce_lib.sh  # stage DIR MODEL METHOD OVERRIDES...: resumabl
 for model in $MODELS; do
   case $model in
     pix2pix)  ARGS=(experiment=pix2pix_people_contours "data.root=$ROOT/data/people_contours/aligned"); MAXR=2000 ;;
-    cyclegan) ARGS=(experiment=cyclegan_people_contours "data.root=$ROOT/data/people_contours/unpaired"); MAXR=400 ;;
+    cyclegan) ARGS=(experiment=cyclegan_people_contours "data.root=$ROOT/data/people_contours/unpaired"); MAXR=1600 ;;
     srgan)    SR_DATA=("data.train_root=$SR/bsd68_train"
                        "data.eval_roots=[$SR/bsd68_val,$(realpath "$DATA_ROOT/sr/Set5"),$(realpath "$DATA_ROOT/sr/Set14")]")
               # the SRGAN paper's SRResNet-MSE pre-training, once; resumed if interrupted, skipped when finished
