@@ -32,7 +32,7 @@ generated images (Shrivastava et al.'s strategy, paper Sec. 4).
 
 One training step (the reference's ``optimize_parameters``): forward
 (``fake_B, rec_A, fake_A, rec_B`` and the identity images); G step first, with
-``D_A, D_B`` frozen by :func:`set_requires_grad` (their ``.grad`` stay
+``D_A, D_B`` frozen by :func:`mtbench.models.gan.frozen` (their ``.grad`` stay
 untouched), through ``method.step`` with the six terms; then the D step. Logged:
 the six terms, ``D_A`` and ``D_B`` (detached, on the device: no host sync).
 
@@ -40,7 +40,7 @@ The pools are part of the model's ``state_dict`` (``get_extra_state``), so a
 resumed run continues with the same history; their random draws use torch's
 global CPU generator, which the runner checkpoints.
 
-Learning rate: as pix2pix (:func:`mtbench.models.pix2pix.linear_decay`):
+Learning rate: as pix2pix (:func:`mtbench.models.gan.linear_decay`):
 constant for the first half of the steps, then linear to 0 (the paper: 100
 epochs at 2e-4, then 100 decaying), for the method's optimiser and D's.
 
@@ -116,16 +116,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from mtbench.metrics.image import MeanMeter, paired_metrics, to_unit
-from mtbench.models.base import Model, set_requires_grad
-from mtbench.models.pix2pix import (
-    DEFAULT_OPTIM,
-    N_SAMPLE_IMAGES,
-    check_choice,
-    check_lr_decay,
-    check_positive_int,
-    decay_schedulers,
-    discriminator_adam,
-)
+from mtbench.models.base import Model
+from mtbench.models.gan import (DEFAULT_OPTIM, N_SAMPLE_IMAGES, NORMS, check_choice, check_lr_decay,
+                                check_positive_int, decay_schedulers, discriminator_adam, frozen)
 from mtbench.nets import GAN_MODES, GANLoss, ImagePool, NLayerDiscriminator, ResnetGenerator, init_weights, \
     resnet_n_blocks
 
@@ -177,7 +170,7 @@ class CycleGANModel(Model):
         if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 0:
             raise ValueError(f"model.pool_size must be an integer >= 0, got {pool_size!r}")
         check_choice("gan_mode", gan_mode, GAN_MODES)
-        check_choice("norm", norm, ("batch", "instance", "none"))
+        check_choice("norm", norm, NORMS)
         if not (paired_eval == "auto" or isinstance(paired_eval, bool)):
             raise ValueError(f"model.paired_eval must be 'auto', true or false, got {paired_eval!r}")
         check_choice("metric", metric, tuple(METRIC_HIGHER_IS_BETTER))
@@ -241,21 +234,20 @@ class CycleGANModel(Model):
             idt_b = self.G_B(real_a)
 
         # G step: both discriminators frozen, so the method touches none of their gradients
-        set_requires_grad([self.D_A, self.D_B], False)
-        with self.autocast():
-            pred_a, pred_b = self.D_A(fake_b), self.D_B(fake_a)
-        terms = {
-            "G_A": self.criterion_gan(pred_a, True),
-            "G_B": self.criterion_gan(pred_b, True),
-            "cycle_A": F.l1_loss(rec_a.float(), real_a.float()),
-            "cycle_B": F.l1_loss(rec_b.float(), real_b.float()),
-            "idt_A": F.l1_loss(idt_a.float(), real_b.float()),
-            "idt_B": F.l1_loss(idt_b.float(), real_a.float()),
-        }
-        method.step(terms)
+        with frozen([self.D_A, self.D_B]):
+            with self.autocast():
+                pred_a, pred_b = self.D_A(fake_b), self.D_B(fake_a)
+            terms = {
+                "G_A": self.criterion_gan(pred_a, True),
+                "G_B": self.criterion_gan(pred_b, True),
+                "cycle_A": F.l1_loss(rec_a.float(), real_a.float()),
+                "cycle_B": F.l1_loss(rec_b.float(), real_b.float()),
+                "idt_A": F.l1_loss(idt_a.float(), real_b.float()),
+                "idt_B": F.l1_loss(idt_b.float(), real_a.float()),
+            }
+            method.step(terms)
 
-        # D step: on a history of generated images
-        set_requires_grad([self.D_A, self.D_B], True)
+        # D step (unfrozen): on a history of generated images
         self.opt_D.zero_grad(set_to_none=True)
         loss_d_a = self._d_loss(self.D_A, real_b, self.fake_B_pool.query(fake_b))
         loss_d_b = self._d_loss(self.D_B, real_a, self.fake_A_pool.query(fake_a))

@@ -95,7 +95,7 @@ weights:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -105,74 +105,13 @@ from torch.utils.data import DataLoader
 
 from mtbench.metrics.image import MeanMeter, paired_metrics, to_unit
 from mtbench.models.base import Model, set_requires_grad
+from mtbench.models.gan import (DEFAULT_LR_DECAY, DEFAULT_OPTIM, N_SAMPLE_IMAGES, NORMS, check_choice,  # noqa: F401
+                                check_lr_decay, check_positive_int, decay_schedulers, discriminator_adam, frozen,
+                                linear_decay)
 from mtbench.nets import GAN_MODES, GANLoss, NLayerDiscriminator, UnetGenerator, init_weights, unet_num_downs
 
-DEFAULT_OPTIM = {"lr": 2e-4, "betas": (0.5, 0.999)}
-DEFAULT_LR_DECAY = {"enabled": True, "start": 0.5}
-N_SAMPLE_IMAGES = 4
 EVAL_MODES = ("eval", "train")
 EVAL_DROPOUT_SEED = 0  # dropout masks of eval_mode=train (drawn in a forked RNG)
-
-
-# --------------------------------------------------------------------------- shared GAN helpers
-def linear_decay(total_steps: int, start_fraction: float = 0.5) -> Callable[[int], float]:
-    """LR factor per step: 1 for the first ``start`` steps, then linear down to 0 at ``total_steps``.
-
-    ``start = round(start_fraction * total_steps)``; the factor used by step
-    ``s`` (0-based) is ``1 - max(0, s + 1 - start) / (total_steps - start + 1)``:
-    the reference's ``linear`` policy (per epoch there) written per step. The
-    last step trains with ``1 / (total_steps - start + 1)``; after it the factor is 0.
-    """
-    total = int(total_steps)
-    start = int(round(float(start_fraction) * total))
-    span = total - start + 1
-
-    def factor(step: int) -> float:
-        return 1.0 - max(0, step + 1 - start) / span
-
-    return factor
-
-
-def check_lr_decay(lr_decay: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Validated ``{"enabled": bool, "start": float in [0, 1]}`` (missing keys take the defaults)."""
-    cfg = {**DEFAULT_LR_DECAY, **dict(lr_decay or {})}
-    unknown = sorted(set(cfg) - set(DEFAULT_LR_DECAY))
-    if unknown:
-        raise ValueError(f"model.lr_decay has unknown keys {unknown}; expected {sorted(DEFAULT_LR_DECAY)}")
-    if not isinstance(cfg["enabled"], bool):
-        raise ValueError(f"model.lr_decay.enabled must be true or false, got {cfg['enabled']!r}")
-    start = cfg["start"]
-    if isinstance(start, bool) or not isinstance(start, (int, float)) or not 0.0 <= start <= 1.0:
-        raise ValueError(f"model.lr_decay.start must be a number in [0, 1], got {start!r}")
-    return {"enabled": cfg["enabled"], "start": float(start)}
-
-
-def decay_schedulers(optimizers: list[torch.optim.Optimizer], total_steps: int,
-                     lr_decay: Mapping[str, Any]) -> list[torch.optim.lr_scheduler.LRScheduler]:
-    """One ``LambdaLR`` with :func:`linear_decay` per optimiser (none when the decay is disabled)."""
-    if not lr_decay["enabled"]:
-        return []
-    return [torch.optim.lr_scheduler.LambdaLR(opt, linear_decay(total_steps, lr_decay["start"]))
-            for opt in optimizers]
-
-
-def check_choice(name: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
-        raise ValueError(f"model.{name} must be one of {list(choices)}, got {value!r}")
-
-
-def check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"model.{name} must be an integer >= 1, got {value!r}")
-    return value
-
-
-def discriminator_adam(params, optim: Mapping[str, Any]) -> torch.optim.Adam:
-    """The discriminator's Adam with the model's ``optim`` settings."""
-    betas = tuple(float(b) for b in optim["betas"])
-    if len(betas) != 2:
-        raise ValueError(f"model.optim.betas must have 2 values, got {list(betas)}")
-    return torch.optim.Adam(params, lr=float(optim["lr"]), betas=betas)
 
 
 # --------------------------------------------------------------------------- the model
@@ -202,7 +141,7 @@ class Pix2PixModel(Model):
                            ("ndf", ndf), ("n_layers_D", n_layers_D)):
             check_positive_int(key, value)
         check_choice("gan_mode", gan_mode, GAN_MODES)
-        check_choice("norm", norm, ("batch", "instance", "none"))
+        check_choice("norm", norm, NORMS)
         self.image_size, self.ngf, self.ndf, self.n_layers_D = image_size, ngf, ndf, n_layers_D
         self.norm, self.use_dropout, self.gan_mode = norm, bool(use_dropout), gan_mode
         self.lr_decay = check_lr_decay(lr_decay)
@@ -252,13 +191,12 @@ class Pix2PixModel(Model):
         self.opt_D.step()
 
         # G step: D frozen, so the method's backward touches no D gradient
-        set_requires_grad(self.D, False)
-        with self.autocast():
-            pred_fake_g = self.D(torch.cat([real_a, fake_b], 1))
-        terms = {"G_GAN": self.criterion_gan(pred_fake_g, True),
-                 "G_L1": F.l1_loss(fake_b.float(), real_b.float())}
-        method.step(terms)
-        set_requires_grad(self.D, True)
+        with frozen(self.D):
+            with self.autocast():
+                pred_fake_g = self.D(torch.cat([real_a, fake_b], 1))
+            terms = {"G_GAN": self.criterion_gan(pred_fake_g, True),
+                     "G_L1": F.l1_loss(fake_b.float(), real_b.float())}
+            method.step(terms)
 
         logs = {k: v.detach() for k, v in terms.items()}
         logs.update(D=loss_d.detach(), D_real=loss_d_real.detach(), D_fake=loss_d_fake.detach())

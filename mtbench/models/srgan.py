@@ -145,9 +145,11 @@ from torch.utils.data import DataLoader
 from mtbench.methods.base import check_beta, check_positive
 from mtbench.metrics.image import MeanMeter, sr_metrics, to_unit
 from mtbench.models.base import Model, set_requires_grad
+from mtbench.models.gan import check_step_decay, discriminator_adam, frozen, step_decay_schedulers
 from mtbench.nets import GANLoss, SRGANDiscriminator, SRResNet, VGGFeatureExtractor
 
 ALL_TERMS = ["content", "perceptual", "adversarial"]
+DEFAULT_OPTIM = {"lr": 1e-4, "betas": [0.9, 0.999]}  # the paper's Adam, for G (method config) and D
 DEFAULT_WEIGHTS = {"content": 1.0, "perceptual": 0.006, "adversarial": 0.001}
 
 
@@ -175,25 +177,20 @@ class SRGANModel(Model):
         weights = {**DEFAULT_WEIGHTS, **dict(weights if weights is not None else {})}
         for n in removed:
             weights.pop(n, None)
-        optim = dict(optim or {"lr": 1e-4, "betas": [0.9, 0.999]})
+        optim = dict(optim or DEFAULT_OPTIM)
         super().__init__(optim=optim, weights=weights)
-        check_positive("model.optim.lr", self.optim_cfg.get("lr", 1e-4))
-        betas = list(self.optim_cfg.get("betas", (0.9, 0.999)))
+        check_positive("model.optim.lr", self.optim_cfg.get("lr", DEFAULT_OPTIM["lr"]))
+        betas = list(self.optim_cfg.get("betas", DEFAULT_OPTIM["betas"]))
         if len(betas) != 2:
             raise ValueError(f"model.optim.betas must have 2 values, got {betas!r}")
         for i, b in enumerate(betas):
             check_beta(f"model.optim.betas[{i}]", b)
-        if lr_decay_at is not None and not (isinstance(lr_decay_at, (int, float)) and 0 < lr_decay_at <= 1):
-            raise ValueError(f"model.lr_decay_at must be null or a fraction in (0, 1], got {lr_decay_at!r}")
-        if not (isinstance(lr_decay_gamma, (int, float)) and 0 < lr_decay_gamma <= 1):
-            raise ValueError(f"model.lr_decay_gamma must be in (0, 1], got {lr_decay_gamma!r}")
+        self.lr_decay_at, self.lr_decay_gamma = check_step_decay(lr_decay_at, lr_decay_gamma)
 
         self.scale = scale
         self.perceptual = perceptual
         self.adversarial = adversarial
         self.vgg_layer = vgg_layer
-        self.lr_decay_at = None if lr_decay_at is None else float(lr_decay_at)
-        self.lr_decay_gamma = float(lr_decay_gamma)
         self.arch = {"n_blocks": n_blocks, "n_features": n_features, "ndf": ndf, "d_fc_features": d_fc_features}
         self.generator = SRResNet(n_features=n_features, n_blocks=n_blocks, scale=scale)
         # adversarial=false (SRResNet): no discriminator at all, so no D compute and none in checkpoints
@@ -220,8 +217,7 @@ class SRGANModel(Model):
     def _d_optimizer(self) -> torch.optim.Optimizer:
         # built lazily, i.e. after configure_runtime moved D (the runner asks only after that)
         if self._opt_d is None:
-            self._opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.optim_cfg.get("lr", 1e-4),
-                                           betas=tuple(self.optim_cfg.get("betas", (0.9, 0.999))))
+            self._opt_d = discriminator_adam(self.discriminator.parameters(), {**DEFAULT_OPTIM, **self.optim_cfg})
         return self._opt_d
 
     def aux_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -233,15 +229,9 @@ class SRGANModel(Model):
     def lr_schedulers(self, method, total_steps: int) -> list:
         """One step decay of G's and D's learning rates at ``lr_decay_at * total_steps`` (none if null)."""
         if self.lr_decay_at is None or self.lr_decay_gamma == 1.0:
-            return []
-        milestone = max(1, round(self.lr_decay_at * total_steps))
-        gamma = self.lr_decay_gamma
-
-        def factor(step: int) -> float:
-            return gamma if step >= milestone else 1.0
-
-        optimizers = [method.optimizer, *self.aux_optimizers().values()]
-        return [torch.optim.lr_scheduler.LambdaLR(opt, factor) for opt in optimizers]
+            return []  # (before aux_optimizers(): no D optimiser is built for nothing)
+        return step_decay_schedulers([method.optimizer, *self.aux_optimizers().values()], total_steps,
+                                     self.lr_decay_at, self.lr_decay_gamma)
 
     # -- forward -----------------------------------------------------------------
     def _check_shapes(self, lr: Tensor, hr: Tensor) -> None:
@@ -299,12 +289,9 @@ class SRGANModel(Model):
         opt_d.step()
 
         # G step: D frozen, so the method's backward/autograd.grad never reaches D's parameters
-        set_requires_grad(self.discriminator, False)
-        try:
+        with frozen(self.discriminator):
             terms = self.generator_terms(sr, hr)
             method.step(terms)
-        finally:
-            set_requires_grad(self.discriminator, True)
         logs = {k: v.detach() for k, v in terms.items()}
         logs.update(D=d_loss.detach(), D_real=d_real.detach(), D_fake=d_fake.detach())
         return logs
