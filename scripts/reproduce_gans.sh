@@ -7,7 +7,8 @@
 #             the other 8, reported on Set5 and Set14                     experiment=srgan_bsd68
 #             every arm's generator starts from one SRResNet-MSE pre-training (content term only, 64x64 crops,
 #             seed 0, run once and shared by every method and seed; a row of its own)  experiment=srresnet_bsd68
-# each under the default fixed weights, the three SoftAdapt variants, MTAdam and the Hyperband-tuned fixed weights;
+# each under the default fixed weights, the three SoftAdapt variants (as the SoftAdapt README uses them, and on the
+# model's default weights: method.on_default_weights=true), MTAdam and the Hyperband-tuned fixed weights;
 # pix2pix and CycleGAN also with two untrained baselines (mtbench trivial): identity (the contour drawing itself)
 # and mean_train_photo (the per-pixel mean training photo), rows of their own in the report.
 #
@@ -71,7 +72,11 @@ for model in $MODELS; do
   for m in fixed softadapt softadapt_normalized softadapt_loss_weighted mtadam; do
     stage "$run/methods" "$model" $m "${ARGS[@]}"
   done
-  runs=("$run/methods")
+  # SoftAdapt on the model's default weights (effective weight = default x K x softmax): the second SoftAdapt arm
+  for m in softadapt softadapt_normalized softadapt_loss_weighted; do
+    stage "$run/softadapt_on_defaults" "$model" $m "${ARGS[@]}" method.on_default_weights=true
+  done
+  runs=("$run/methods" "$run/softadapt_on_defaults")
   if [ "${SKIP_TUNE:-0}" != 1 ]; then
     bl="$run/baseline"
     if ! compgen -G "$bl/*.yaml" >/dev/null; then
