@@ -54,8 +54,7 @@ def config_dir() -> Path:
 
 def explain(err: BaseException) -> str | None:
     """One line for an expected error (bad config, missing data/weights), else None."""
-    from mtbench.data.base import DataError
-    from mtbench.train import NonFiniteLossError
+    from mtbench.errors import expected_types
 
     where = ""
     while isinstance(err, InstantiationException):
@@ -72,10 +71,8 @@ def explain(err: BaseException) -> str | None:
         if re.fullmatch(r"[a-z_][a-z0-9_]*(\[\d+\])?", first) and rest.startswith(("must", "is ", "has ")):
             return f"{where.rstrip(': ')}.{msg}"  # "window must be ..." -> "method.window must be ..."
         return where + msg
-    if isinstance(err, (ValueError, KeyError, DataError, NonFiniteLossError, FileNotFoundError)):
+    if isinstance(err, expected_types()) or isinstance(err, (ValueError, KeyError, FileNotFoundError)):
         return str(err).strip("'\"")
-    if any(c.__name__ == "MissingWeightsError" for c in type(err).__mro__):
-        return str(err)
     return None
 
 
@@ -102,7 +99,8 @@ def _guarded(fn, cfg):
 
 
 def _train_task(cfg) -> float | None:
-    from mtbench.train import RunInterrupted, format_summary, train
+    from mtbench.errors import RunInterrupted
+    from mtbench.train import format_summary, train
 
     try:
         summary = _guarded(train, cfg)

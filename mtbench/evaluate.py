@@ -24,7 +24,8 @@ from mtbench.utils import ConfigError, atomic_write_text
 
 
 def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
-    from mtbench.train import Runner
+    from mtbench.training.checkpoint import load_model_weights
+    from mtbench.training.loop import Runner
 
     run = Path(str(cfg.run))
     if not run.is_dir():
@@ -42,8 +43,8 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
         run_cfg.trainer.progress = False
         if cfg.eval_split:
             run_cfg.trainer.eval_split = cfg.eval_split
-    runner = Runner(run_cfg, run)
-    state = runner.load(ckpt)
+    runner = Runner(run_cfg, run, with_method=False)  # evaluation needs no method or optimiser
+    state = load_model_weights(runner.exp, ckpt)
     metrics = runner.evaluate()
     label = f"{choices.get('model')}/{choices.get('method')} seed {run_cfg.seed}"
     entry = {"checkpoint": cfg.checkpoint, "step": state["step"], "metrics": metrics,

@@ -1,4 +1,6 @@
-"""Reading a run directory without trusting it: a run is rebuilt from the package's conf/ and its overrides.
+"""The run-directory contract: what a run writes (run.yaml, summary.json) and how it is read back safely.
+
+Reading a run directory without trusting it: a run is rebuilt from the package's conf/ and its overrides.
 
 A run directory is data from outside (someone else's experiment, a download, a
 shared file system). Its YAML files could name any Python callable as a
@@ -34,7 +36,9 @@ from mtbench.utils import ConfigError
 RUN_CONFIG = "run.yaml"
 HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"
 
-__all__ = ["RUN_CONFIG", "recorded_overrides", "rebuild_config", "allowed_targets", "check_targets"]
+__all__ = ["RUN_CONFIG", "SUMMARY", "recorded_overrides", "rebuild_config", "allowed_targets", "check_targets",
+           "choice", "flat_hparams", "write_run_config", "build_summary", "write_summary", "find_resumable",
+           "only_hydra_files"]
 
 
 def _read_yaml(path: Path) -> Any:
@@ -150,3 +154,102 @@ def check_targets(cfg: DictConfig, source: str) -> None:
             raise ConfigError(f"refusing {path}={target!r} from {source}: not one of mtbench's own targets "
                               f"(those in its conf/); nothing read from a run directory is instantiated "
                               f"otherwise")
+
+
+# --------------------------------------------------------------------------- writing a run directory
+
+SUMMARY = "summary.json"
+
+
+def choice(group: str) -> str:
+    """The option chosen for a config group in the running Hydra app ("?" outside one)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.choices.get(group))
+    return "?"
+
+
+def flat_hparams(prefix: str, d: dict[str, Any]) -> dict[str, Any]:
+    """``{prefix.key: value}`` with values TensorBoard's hparams accept (others as strings)."""
+    return {f"{prefix}.{k}": v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in d.items()}
+
+
+def _task_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def write_run_config(cfg: DictConfig, out: Path) -> None:
+    """run.yaml: the overrides (what `mtbench eval` rebuilds the run from, with conf/), choices, resolved config."""
+    from mtbench.utils import atomic_write_text
+
+    resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    choices = {g: choice(g) for g in ("model", "data", "method", "device", "trainer", "experiment")}
+    text = OmegaConf.to_yaml(OmegaConf.create({"choices": choices, "overrides": _task_overrides(),
+                                               "config": resolved}))
+    atomic_write_text("# written by mtbench train: the resolved config of this run\n" + text, out / RUN_CONFIG)
+
+
+def build_summary(runner, metrics: dict[str, float], wall: float) -> dict[str, Any]:
+    """The summary.json of a run (final metrics, objective, best checkpoint, weights, time, versions, command)."""
+    import sys
+
+    import torch
+
+    from mtbench.utils import versions
+
+    obj, cfg, data = runner.objective, runner.cfg, runner.data
+    no_val = data.val is None
+    device = runner.device
+    return {
+        "model": choice("model"), "method": choice("method"), "data": choice("data"),
+        "seed": cfg.seed,
+        "metrics": metrics,
+        "primary_metric": obj.primary,
+        "higher_is_better": obj.higher_is_better,
+        "fid_note": obj.fid_note,
+        "eval_split": str(cfg.trainer.get("eval_split", "auto")),
+        "best": {"value": runner.state.best, "step": runner.state.best_step, "split": "test" if no_val else "val",
+                 **({"note": "the data has no val split: best.pt is chosen on the test split"} if no_val else {})},
+        "final_weights": runner.method.weights(),
+        "init_from": runner.init_from,
+        "steps": runner.pos.step, "epochs": runner.pos.step / runner.exp.steps_per_epoch,
+        "skipped_nonfinite_steps": runner.skipped_nonfinite + getattr(runner.method, "skipped_steps", 0),
+        "wall_time_s": round(wall, 3),
+        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        "amp": str(runner.exp.amp_dtype) if runner.exp.amp_dtype else None,
+        "versions": versions(),
+        "command": " ".join(["mtbench", *sys.argv[1:]]) if sys.argv else "",
+        "overrides": _task_overrides(),
+        "run_dir": str(runner.out),
+    }
+
+
+def write_summary(out: Path, summary: dict[str, Any]) -> None:
+    import json
+
+    from mtbench.utils import atomic_write_text
+
+    atomic_write_text(json.dumps(summary, indent=2) + "\n", out / SUMMARY)
+
+
+def find_resumable(out: Path, checkpoint: Path) -> Path | None:
+    """The run dir to resume: ``out`` itself, else the newest unfinished sibling of the same seed."""
+    if (out / checkpoint).is_file():
+        return out
+    parent = out.parent
+    seed_tag = out.name.rpartition("_s")[2]  # runs of the same seed only (dir names end in _s<seed>)
+    candidates = sorted((p for p in parent.iterdir() if p != out and (p / checkpoint).is_file()
+                         and p.name.rpartition("_s")[2] == seed_tag),
+                        key=lambda p: p.name, reverse=True) if parent.is_dir() else []
+    for p in candidates:
+        if not (p / SUMMARY).is_file():
+            return p
+    return None
+
+
+def only_hydra_files(d: Path) -> bool:
+    """Whether ``d`` holds nothing but what Hydra writes at start-up."""
+    return all(p.name in (".hydra", "train.log") for p in d.iterdir())

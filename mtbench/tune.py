@@ -50,11 +50,13 @@ from typing import Any
 
 import yaml
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mtbench import validate
 from mtbench.baseline import baseline_path
-from mtbench.train import NonFiniteLossError, train
+from mtbench.errors import NonFiniteLossError
+from mtbench.experiment import build_experiment
+from mtbench.train import train
 from mtbench.utils import ConfigError, atomic_write_text
 
 log = logging.getLogger("mtbench.tune")
@@ -62,9 +64,7 @@ log = logging.getLogger("mtbench.tune")
 
 def _validate(t: DictConfig) -> None:
     def int_at_least(key: str, low: int) -> None:
-        v = t.get(key)
-        if not isinstance(v, int) or isinstance(v, bool) or v < low:
-            raise ConfigError(f"tune.{key} must be an integer >= {low}, got {v!r}")
+        validate.int_at_least(f"tune.{key}", t.get(key), low, error=ConfigError)
 
     int_at_least("n_trials", 1)
     int_at_least("min_resource", 1)
@@ -163,21 +163,16 @@ def tune(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
             raise ConfigError(f"{target} holds a baseline from another study ({old.get('study')}); pass "
                               f"tune.overwrite=true to replace it, or set baselines_dir elsewhere")
 
-    # the model's terms, defaults, metric and the data size (cheap to build once)
-    model = instantiate(cfg.model, _convert_="object")
-    data = instantiate(cfg.data, _convert_="object")
-    if data.val is None:
+    # the model's terms, defaults and objective (FID for the GANs when on, as in the paper), the data size:
+    # the experiment, built once without a method
+    exp = build_experiment(cfg, with_method=False)
+    if exp.data.val is None:
         raise ConfigError(f"data {data_name!r} has no validation split to tune on")
-    from mtbench.metrics.fid_runner import fid_active
-
-    if fid_active(cfg.get("eval"), model):  # the paper's objective for the GANs
-        key, higher = "fid", False
-    else:
-        key, higher = model.primary_metric, model.higher_is_better
-    default_weights = dict(model.default_weights)
-    ranges, fixed = search_space(model.term_names, default_weights, t.fixed_terms, float(t.range_factor))
-    steps_per_unit = 1 if t.resource == "steps" else math.ceil(len(data.train) / cfg.trainer.batch_size)
-    del model, data
+    key, higher = exp.objective.primary, exp.objective.higher_is_better
+    default_weights = dict(exp.model.default_weights)
+    ranges, fixed = search_space(exp.model.term_names, default_weights, t.fixed_terms, float(t.range_factor))
+    steps_per_unit = 1 if t.resource == "steps" else exp.steps_per_epoch
+    del exp
 
     sampler_seed = int(t.seed) * 1000 + int(t.worker)
     sampler = (optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=t.n_startup_trials)

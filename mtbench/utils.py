@@ -15,8 +15,7 @@ import numpy as np
 import torch
 
 
-class ConfigError(ValueError):
-    """A bad config value; the message names the key and the value."""
+from mtbench.errors import ConfigError  # noqa: F401 - re-exported: most modules import it from here
 
 
 def seed_everything(seed: int) -> None:

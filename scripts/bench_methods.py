@@ -33,6 +33,7 @@ from hydra.utils import instantiate
 
 from mtbench.cli import config_dir
 from mtbench.data.mnist import mnist5k
+from mtbench.experiment import build_method
 from mtbench.utils import resolve_device
 
 METHODS = ["fixed", "softadapt", "softadapt_normalized", "softadapt_loss_weighted", "mtadam"]
@@ -46,8 +47,7 @@ def build(method: str, device: torch.device):
     model = instantiate(cfg.model, _convert_="object")
     model.configure_runtime(device)
     model.train()
-    m = instantiate(cfg.method, params=model.multi_term_parameters(), term_names=model.term_names,
-                    default_weights=model.default_weights, _convert_="object")
+    m = build_method(cfg.method, model)
     return model, m
 
 

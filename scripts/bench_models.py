@@ -35,6 +35,7 @@ def measure(model: str, method: str, preset: str, device: str, steps: int, warmu
     from hydra.utils import instantiate
 
     from mtbench.cli import config_dir
+    from mtbench.experiment import build_method
     from mtbench.utils import resolve_device, seed_everything, to_device
 
     experiment = "mnist_unbalanced" if model == "mnist" else f"{model}_{preset}"
@@ -48,8 +49,7 @@ def measure(model: str, method: str, preset: str, device: str, steps: int, warmu
     net = instantiate(cfg.model, _convert_="object")
     net.configure_runtime(dev, torch.bfloat16 if amp else None, channels_last)
     net.train()
-    m = instantiate(cfg.method, params=net.multi_term_parameters(), term_names=net.term_names,
-                    default_weights=net.default_weights, _convert_="object")
+    m = build_method(cfg.method, net)
     loader = torch.utils.data.DataLoader(data.train, batch_size=cfg.trainer.batch_size, shuffle=True,
                                          drop_last=True)
     batches = []

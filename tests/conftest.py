@@ -89,12 +89,13 @@ def build_from_config(overrides: list[str]):
     """(model, method, data) built from the real configs as the runner does (CPU, seed 0)."""
     from hydra.utils import instantiate
 
+    from mtbench.experiment import build_method
+
     cfg = compose_cfg([*overrides, "device=cpu"])
     torch.manual_seed(0)
     data = instantiate(cfg.data, _convert_="object")
     model = instantiate(cfg.model, _convert_="object")
-    meth = instantiate(cfg.method, params=model.multi_term_parameters(), term_names=model.term_names,
-                       default_weights=model.default_weights, _convert_="object")
+    meth = build_method(cfg.method, model)
     model.train()
     return model, meth, data
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from conftest import compose_cfg, load_ckpt
 from mtbench.cli import explain
+from mtbench.experiment import build_method
 from mtbench.models.srgan import SRGANModel
 from mtbench.nets import MissingWeightsError
 from mtbench.nets import vgg as vgg_module
@@ -183,8 +184,7 @@ def test_g_step_leaves_d_grads_untouched_and_d_step_updates_d(method):
     model = instantiate(cfg.model, _convert_="object")
     model.configure_runtime(torch.device("cpu"))
     model.train()
-    m = instantiate(cfg.method, params=model.multi_term_parameters(), term_names=model.term_names,
-                    default_weights=model.default_weights, _convert_="object")
+    m = build_method(cfg.method, model)
     spy = SpyMethod(m, model)
     batch = {"lr": torch.rand(4, 3, 8, 8) * 2 - 1, "hr": torch.rand(4, 3, 32, 32) * 2 - 1}
     d0 = [p.detach().clone() for p in model.discriminator.parameters()]

@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 
 from torch.utils.data import Dataset
 
-
-class DataError(RuntimeError):
-    """Missing or bad data: the message names the file or folder and what to do."""
+from mtbench.errors import DataError  # noqa: F401 - re-exported: the data modules import it from here
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The Method contract: how a balancing method turns K loss terms into one update.
 
 A method owns the optimiser of the multi-term part of a model (the classifier,
-or a GAN's generator). The runner builds it with Hydra::
+or a GAN's generator). :func:`mtbench.experiment.build_method` (the only place
+a method is built) does::
 
     method = instantiate(cfg.method, params=model.multi_term_parameters(),
                          term_names=model.term_names,
@@ -19,7 +20,6 @@ Two families:
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -27,17 +27,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtbench import validate
+
 
 def check_positive(name: str, value: float) -> None:
     """Raise ``ValueError`` naming the key when ``value`` is not a finite number > 0."""
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    validate.positive_number(name, value)
 
 
 def check_beta(name: str, value: float) -> None:
     """Raise ``ValueError`` naming the key when ``value`` is outside [0, 1)."""
-    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    validate.number_in(name, value, 0, 1, high_open=True)
 
 
 def make_adam(params: Iterable, lr: float = 1e-3, betas: Sequence[float] = (0.9, 0.999),

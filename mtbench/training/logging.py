@@ -1,0 +1,109 @@
+"""Logging a run: per-step scalars kept on the device, brought to the host every ``trainer.log_every`` steps.
+
+Hot-path rule: the loop never syncs with the device except at log, evaluation
+and checkpoint time. :class:`StepLog` copies each step's loss values into a
+small device buffer; :meth:`RunLogger.flush` brings the interval to the host
+in one transfer, checks it for NaN/inf (naming the term and the step), and
+writes the means and the method's weights to TensorBoard (``loss/<term>``,
+``weight/<term>``, ``time/step_ms``), ``metrics.jsonl`` and the progress bar.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mtbench.errors import NonFiniteLossError
+
+__all__ = ["StepLog", "RunLogger"]
+
+
+class StepLog:
+    """Per-step scalars kept on the device; brought to the host every ``log_every`` steps."""
+
+    def __init__(self, names: list[str], capacity: int, device: torch.device) -> None:
+        self.names = names
+        self.buf = torch.zeros(capacity, len(names), device=device)
+        self.rows = 0
+        self.first_step = 0
+
+    def add(self, step: int, logs: dict[str, torch.Tensor]) -> None:
+        if self.rows == 0:
+            self.first_step = step
+        self.buf[self.rows].copy_(torch.stack([logs[n].float().reshape(()) for n in self.names]))
+        self.rows += 1
+
+    def flush(self) -> tuple[torch.Tensor, int] | None:
+        """(rows, K) host tensor of the interval and the step of its first row; resets."""
+        if self.rows == 0:
+            return None
+        values = self.buf[: self.rows].cpu()
+        first, self.rows = self.first_step, 0
+        return values, first
+
+
+class RunLogger:
+    """TensorBoard, ``metrics.jsonl`` and the progress bar of one run (open while it trains)."""
+
+    def __init__(self, out: Path, total_steps: int, initial_step: int, desc: str, progress: bool) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm.auto import tqdm
+
+        self.writer = SummaryWriter(log_dir=str(out))
+        self.metrics_file = open(out / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
+        self.pbar = tqdm(total=total_steps, initial=initial_step, desc=desc, unit="step", dynamic_ncols=True,
+                         disable=not progress, file=sys.stderr)
+        self.skipped_nonfinite = 0
+
+    def _write(self, step: int, record: dict[str, float]) -> None:
+        for k, v in record.items():
+            self.writer.add_scalar(k, v, step)
+        self.metrics_file.write(json.dumps({"step": step, **record}) + "\n")
+        self.metrics_file.flush()
+
+    def flush(self, steplog: StepLog, step: int, weights: dict[str, float], terms: list[str], interval_s: float,
+              nan_policy: str, checkpoint: Path) -> None:
+        """Log the interval's means at ``step``; a NaN/inf term raises (nan_policy=raise) or drops its steps."""
+        got = steplog.flush()
+        if got is None:
+            return
+        values, first = got
+        finite = torch.isfinite(values)
+        if not bool(finite.all()):
+            row, col = (~finite).nonzero()[0].tolist()
+            bad_step, name, val = first + row, steplog.names[col], values[row, col].item()
+            if nan_policy == "raise":
+                raise NonFiniteLossError(
+                    f"loss term {name!r} is {val} at step {bad_step}; the last good checkpoint is "
+                    f"{checkpoint} (trainer.nan_policy=skip skips such steps instead)")
+            self.skipped_nonfinite += int((~finite.all(1)).sum())
+            values = values[finite.all(1)]
+        means = values.mean(0).tolist() if len(values) else [float("nan")] * len(steplog.names)
+        record: dict[str, float] = {f"loss/{n}": v for n, v in zip(steplog.names, means)}
+        record.update({f"weight/{n}": w for n, w in weights.items()})
+        record["time/step_ms"] = 1000.0 * interval_s / max(1, len(values) or 1)
+        self._write(step, record)
+        total = sum(weights[n] * record[f"loss/{n}"] for n in terms)
+        self.pbar.set_postfix_str(f"loss {total:.4g}", refresh=False)
+
+    def log_eval(self, step: int, metrics: dict[str, float], prefix: str = "eval/") -> None:
+        """eval/<metric> on the final split; val/<metric> for the selection split when that is another one."""
+        self._write(step, {f"{prefix}{k}": v for k, v in metrics.items()})
+
+    def log_images(self, step: int, images: dict[str, torch.Tensor]) -> None:
+        from torchvision.utils import make_grid
+
+        for name, img in images.items():
+            self.writer.add_image(f"images/{name}", make_grid(img.float().clamp(0, 1).cpu(), nrow=4), step)
+
+    def log_hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+        self.writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in metrics.items()}, run_name=".")
+
+    def close(self) -> None:
+        self.pbar.close()
+        self.writer.close()
+        self.metrics_file.close()

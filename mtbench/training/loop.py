@@ -1,0 +1,228 @@
+"""The loop: train an experiment for its step budget, evaluating, checkpointing and logging at intervals.
+
+Per step: move the batch (non-blocking), ``model.training_step`` (which calls
+``method.step``), the LR schedulers, and a copy of the step's scalars into a
+device buffer (:mod:`mtbench.training.logging`). At intervals: log (one host
+sync), evaluate on the selection split (val when the data has one: periodic
+evaluations, ``best.pt`` and Hyperband's ``on_eval`` never read the test
+split), sample images, checkpoint. SIGINT/SIGTERM finish the step, write a
+checkpoint and raise :class:`~mtbench.errors.RunInterrupted`. At the end: the
+final evaluation on ``trainer.eval_split``, the last checkpoint, ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import Dataset
+
+from mtbench.baseline import compare_to_baseline
+from mtbench.errors import ConfigError, RunInterrupted
+from mtbench.experiment import build_experiment
+from mtbench.rundir import build_summary, choice, flat_hparams, write_summary
+from mtbench.training.checkpoint import BEST, CHECKPOINT, TrainState, load_checkpoint, save_checkpoint
+from mtbench.training.data_order import make_eval_loader, make_train_loader
+from mtbench.training.logging import RunLogger, StepLog
+from mtbench.utils import to_device
+
+log = logging.getLogger("mtbench.train")
+
+__all__ = ["Runner"]
+
+
+class Runner:
+    """One run: an experiment (built once from ``cfg``), its state, and the loop over it."""
+
+    def __init__(self, cfg: DictConfig, out: Path, with_method: bool = True) -> None:
+        self.cfg, self.out = cfg, out
+        self.exp = build_experiment(cfg, with_method=with_method)
+        self.state = TrainState()
+        self.stop_signal: int | None = None
+        self.last_eval: dict[str, float] = {}
+        self.skipped_nonfinite = 0
+        #: called as on_eval(step, metrics) after every selection evaluation (Hyperband reports and prunes here)
+        self.on_eval = None
+
+    # the experiment's parts, as the commands and the tests use them
+    model = property(lambda self: self.exp.model)
+    data = property(lambda self: self.exp.data)
+    method = property(lambda self: self.exp.method)
+    device = property(lambda self: self.exp.device)
+    total_steps = property(lambda self: self.exp.total_steps)
+    objective = property(lambda self: self.exp.objective)
+    fid_error = property(lambda self: self.exp.objective.fid_error)
+    pos = property(lambda self: self.state.pos)
+    init_from = property(lambda self: self.state.init_from)
+
+    @init_from.setter
+    def init_from(self, value: dict[str, Any] | None) -> None:
+        self.state.init_from = value
+
+    # -- checkpoints ------------------------------------------------------------------
+    def save(self, finished: bool, elapsed: float, path: Path | None = None) -> Path:
+        return save_checkpoint(self.exp, self.state, path or self.out / CHECKPOINT, finished, elapsed)
+
+    def load(self, path: Path) -> dict[str, Any]:
+        return load_checkpoint(self.exp, self.state, path)
+
+    def keep_best(self, metrics: dict[str, float], start: float) -> None:
+        """Save checkpoints/best.pt when the primary metric improves (selection-split evaluations only)."""
+        if not self.cfg.trainer.get("keep_best", True):
+            return
+        value = metrics.get(self.objective.primary)
+        if self.objective.better(value, self.state.best):
+            self.state.best, self.state.best_step = value, self.pos.step
+            self.save(False, self.state.elapsed_before + time.perf_counter() - start, self.out / BEST)
+
+    # -- evaluation ---------------------------------------------------------------------
+    def eval_split(self) -> Dataset:
+        which = self.cfg.trainer.get("eval_split", "auto")
+        if which == "auto":
+            return self.data.eval_split()
+        split = getattr(self.data, which)
+        if split is None:
+            raise ConfigError(f"trainer.eval_split={which} but data {self.data.name!r} has no {which} split")
+        return split
+
+    def selection_split(self) -> Dataset:
+        """What periodic evaluations, best.pt and tuning read: val, or the final split when there is no val."""
+        return self.data.val if self.data.val is not None else self.eval_split()
+
+    def evaluate(self, split: Dataset | None = None) -> dict[str, float]:
+        """Metrics on ``split``, by default the final split (trainer.eval_split); extra_eval sets only then."""
+        final = split is None
+        split = self.eval_split() if final else split
+        bs = getattr(self.data, "eval_batch_size", None)
+        self.model.eval()
+        try:
+            loader = make_eval_loader(split, self.cfg, self.device, bs)
+            metrics = self.model.evaluate(loader)
+            name = "val" if split is self.data.val else "test"
+            metrics.update(self.objective.fid_metrics(self.model, loader, self.cfg.data, name, self.device))
+            main = dict(metrics)
+            for extra_name, extra in getattr(self.data, "extra_eval", {}).items():
+                if extra is split:  # the eval split is also reported under its own name (e.g. Set5/psnr)
+                    metrics.update({f"{extra_name}/{k}": v for k, v in main.items()})
+                elif final and self.cfg.trainer.get("eval_split", "auto") != "val":
+                    m = self.model.evaluate(make_eval_loader(extra, self.cfg, self.device, bs))
+                    metrics.update({f"{extra_name}/{k}": v for k, v in m.items()})
+        finally:
+            self.model.train()
+        self.last_eval = metrics
+        return metrics
+
+    def sample_images(self, batch) -> dict[str, torch.Tensor]:
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                return self.model.sample_images(batch)
+        finally:
+            self.model.train()
+
+    # -- the loop -----------------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
+        if self.stop_signal is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.stop_signal = signum
+        log.warning("signal %d received: finishing the step, writing a checkpoint, then exiting", signum)
+
+    def fit(self) -> dict[str, Any]:
+        cfg, t = self.cfg, self.cfg.trainer
+        logger = RunLogger(self.out, self.total_steps, self.pos.step, f"{cfg.get('name', 'train')}", t.progress)
+        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        start = interval_start = time.perf_counter()
+        steplog: StepLog | None = None
+        image_every = t.get("image_every")
+        select = self.selection_split()
+        select_prefix = "eval/" if select is self.eval_split() else "val/"
+
+        def flush(now: float) -> None:
+            logger.flush(steplog, self.pos.step, self.method.weights(), self.model.term_names, now - interval_start,
+                         t.nan_policy, self.out / CHECKPOINT)
+
+        try:
+            self.model.train()
+            while self.pos.step < self.total_steps:
+                for batch in make_train_loader(self.data.train, cfg, cfg.seed, self.pos, self.device):
+                    batch = to_device(batch, self.device)
+                    logs = self.model.training_step(batch, self.method)
+                    for s in self.exp.schedulers:
+                        s.step()
+                    self.pos.step += 1
+                    self.pos.batch_in_epoch += 1
+                    if steplog is None:
+                        steplog = StepLog(list(logs), t.log_every, self.device)
+                    steplog.add(self.pos.step, logs)
+                    logger.pbar.update(1)
+                    step = self.pos.step
+                    if steplog.rows == t.log_every or step == self.total_steps:
+                        now = time.perf_counter()
+                        flush(now)
+                        interval_start = now
+                    if image_every and (step % image_every == 0 or step == 1):
+                        logger.log_images(step, self.sample_images(batch))
+                    if t.eval_every and step % t.eval_every == 0 and step < self.total_steps:
+                        flush(time.perf_counter())
+                        metrics = self.evaluate(select)
+                        logger.log_eval(step, metrics, select_prefix)
+                        self.keep_best(metrics, start)
+                        if self.on_eval is not None:
+                            self.on_eval(step, metrics)
+                        interval_start = time.perf_counter()
+                    stopping = self.stop_signal is not None
+                    if stopping or (t.checkpoint_every and step % t.checkpoint_every == 0):
+                        flush(time.perf_counter())
+                        path = self.save(False, self.state.elapsed_before + time.perf_counter() - start)
+                        if stopping:
+                            raise RunInterrupted(self.stop_signal, step, path)
+                    if step >= self.total_steps:
+                        break
+                else:
+                    self.pos.epoch += 1
+                    self.pos.batch_in_epoch = 0
+            if steplog is not None:
+                flush(time.perf_counter())
+            logger.pbar.close()
+            return self._finish(logger, start, select, select_prefix)
+        finally:
+            self.skipped_nonfinite = logger.skipped_nonfinite
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+            logger.close()
+
+    def _finish(self, logger: RunLogger, start: float, select: Dataset, select_prefix: str) -> dict[str, Any]:
+        """Final evaluation, best.pt, the last checkpoint, TensorBoard hparams and summary.json."""
+        metrics = self.evaluate()
+        logger.log_eval(self.pos.step, metrics)
+        wall = self.state.elapsed_before + time.perf_counter() - start
+        chosen = metrics  # reported; best.pt and on_eval read a val evaluation when the final split is test
+        if select_prefix == "val/" and (self.cfg.trainer.get("keep_best", True) or self.on_eval is not None):
+            chosen = self.evaluate(select)
+            logger.log_eval(self.pos.step, chosen, select_prefix)
+        self.keep_best(chosen, start)
+        if self.on_eval is not None:
+            self.on_eval(self.pos.step, chosen)
+        self.save(True, wall)
+        self.skipped_nonfinite = logger.skipped_nonfinite
+        summary = self.summary(metrics, wall)
+        summary["baseline"] = compare_to_baseline(summary, self.cfg)
+        hp = {"model": choice("model"), "method": choice("method"), "data": choice("data"), "seed": self.cfg.seed,
+              **flat_hparams("model", self.model.hparams()),
+              **({"model.init_from": self.init_from["path"]} if self.init_from else {}),
+              **flat_hparams("method", self.method.hparams())}
+        logger.log_hparams(hp, metrics)
+        if self.fid_error is not None:
+            summary["fid_note"] = f"FID not computed: {self.fid_error}"
+        write_summary(self.out, summary)
+        if self.fid_error is not None:  # eval.fid=true: the run is saved; say how to add FID later
+            raise self.fid_error
+        return summary
+
+    def summary(self, metrics: dict[str, float], wall: float) -> dict[str, Any]:
+        return build_summary(self, metrics, wall)
