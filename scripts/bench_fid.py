@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from PIL import Image
 from pytorch_fid import fid_score
 
-from mtbench.metrics.fid import (_read_weights_file, inception_features, load_inception,
-                                 random_fid_inception_for_tests, random_fid_inception_state_dict)
+from mtbench.metrics.fid import _read_weights_file, inception_features, load_inception
+from mtbench.metrics.fid_testing import random_fid_inception_for_tests, random_fid_inception_state_dict
 from mtbench.utils import resolve_device
 
 

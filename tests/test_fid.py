@@ -28,8 +28,8 @@ from pytorch_fid import inception as pfi
 from mtbench.metrics import fid
 from mtbench.metrics.fid import (FID_WEIGHTS_FILE, FID_WEIGHTS_URL, FIDEvaluator, FIDStats, InvalidWeightsError,
                                  MissingWeightsError, RealStatsCache, fid_from_features, images_fingerprint,
-                                 inception_features, kid_from_features, load_inception,
-                                 random_fid_inception_for_tests, random_fid_inception_state_dict, real_stats_key)
+                                 inception_features, kid_from_features, load_inception, real_stats_key)
+from mtbench.metrics.fid_testing import random_fid_inception_for_tests, random_fid_inception_state_dict
 
 SIZE = 80  # > 75, the smallest input of Inception v3 without resizing
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import compose_cfg
-from mtbench.metrics.fid import random_fid_inception_state_dict
+from mtbench.metrics.fid_testing import random_fid_inception_state_dict
 from mtbench.train import train
 
 SRGAN_TINY = ["model=srgan", "experiment=srgan_quick", "trainer.max_steps=2", "trainer.batch_size=2",

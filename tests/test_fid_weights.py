@@ -21,7 +21,8 @@ from PIL import Image
 from torch import nn
 
 from mtbench.metrics import fid_weights
-from mtbench.metrics.fid import FIDInception, _load_net, load_inception, random_fid_inception_state_dict
+from mtbench.metrics.fid import FIDInception, _load_net, load_inception
+from mtbench.metrics.fid_testing import random_fid_inception_state_dict
 
 
 def _ts_and_fid_names() -> list[tuple[str, str]]:
@@ -263,7 +264,7 @@ def _write_images(folder: Path, n: int, seed: int, size: int = 80, odd: int = 0)
 def test_fid_dirs_matches_pytorch_fid(tmp_path):
     from pytorch_fid.fid_score import calculate_frechet_distance, get_activations
 
-    from mtbench.metrics.fid import random_fid_inception_for_tests
+    from mtbench.metrics.fid_testing import random_fid_inception_for_tests
     from mtbench.metrics.fid_dirs import fid_between_dirs
 
     # dims 64 (the first block): more images than dimensions, so pytorch-fid's sqrtm is well posed

@@ -213,7 +213,7 @@ def test_eval_mode_train_is_the_reference_test_behaviour_without_side_effects():
 
 
 def test_fid_in_a_run_becomes_the_primary_metric(run_train, tmp_path):
-    from mtbench.metrics.fid import random_fid_inception_state_dict
+    from mtbench.metrics.fid_testing import random_fid_inception_state_dict
 
     weights = tmp_path / "pt_inception-test-random.pth"  # random weights: exercises the code path, not FID
     torch.save(random_fid_inception_state_dict(seed=0), weights)

@@ -115,8 +115,8 @@ def test_cyclegan_baselines_per_direction(tmp_path):
 
 def test_identity_fid_is_the_fid_between_the_inputs_and_the_targets(tmp_path):
     """With the random test Inception (NOT FID weights): the identity's FID/KID are those of A against B."""
-    from mtbench.metrics.fid import (fid_from_features, inception_features, load_inception,
-                                     random_fid_inception_state_dict)
+    from mtbench.metrics.fid import fid_from_features, inception_features, load_inception
+    from mtbench.metrics.fid_testing import random_fid_inception_state_dict
 
     weights = tmp_path / "pt_inception-test-random.pth"
     torch.save(random_fid_inception_state_dict(seed=0), weights)

@@ -83,14 +83,14 @@ from pytorch_fid.inception import (FID_WEIGHTS_URL, FIDInceptionA, FIDInceptionC
                                    FIDInceptionE_2, InceptionV3)
 from torch import Tensor, nn
 
+from mtbench import validate
 from mtbench.metrics.pretrained import InvalidWeightsError, MissingWeightsError, hub_checkpoint_path, \
     read_state_dict
 
 __all__ = [
     "FID_WEIGHTS_URL", "FID_WEIGHTS_FILE", "MissingWeightsError", "InvalidWeightsError",
     "FIDInception", "FIDStats", "FIDEvaluator", "RealStatsCache",
-    "fid_weights_hub_path", "load_inception", "random_fid_inception_for_tests",
-    "random_fid_inception_state_dict", "build_fid_inception_net", "inception_features",
+    "fid_weights_hub_path", "load_inception", "build_fid_inception_net", "inception_features",
     "fid_from_stats", "fid_from_features", "kid_from_features", "real_stats_key",
     "images_fingerprint", "files_fingerprint",
 ]
@@ -259,39 +259,6 @@ def load_inception(weights_path: str | os.PathLike | None = None, device: str | 
                         weights_source=source).to(device)
 
 
-def random_fid_inception_state_dict(seed: int = 0) -> dict[str, Tensor]:
-    """FOR TESTS ONLY: a seeded random state_dict in the format of ``pt_inception-2015-12-05-*.pth``.
-
-    Convolutions are He-normal (fan-in, ReLU gain) so that activations keep
-    an O(1) scale through the ~100 layers (BatchNorm keeps its identity
-    statistics); the global RNG is left untouched.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = build_fid_inception_net()
-        for m in net.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=0.01)
-                nn.init.zeros_(m.bias)
-    return net.state_dict()
-
-
-def random_fid_inception_for_tests(seed: int = 0, device: str | torch.device = "cpu", dims: int = 2048,
-                                   resize_input: bool = True) -> FIDInception:
-    """FOR TESTS AND BENCHMARKS ONLY: the FID Inception architecture with seeded random weights.
-
-    No file and no network are needed. Its outputs are NOT FID/KID values: they
-    only exercise the code path (and time it: throughput does not depend on
-    the weights). ``resize_input=False`` skips the 299x299 resize so that tests
-    can feed small images (at least 75x75) quickly; the real FID always resizes.
-    """
-    net = _load_net(random_fid_inception_state_dict(seed), f"random test weights (seed {seed})")
-    return FIDInception(net, dims=dims, resize_input=resize_input, weights_id=f"random-test-seed{seed}",
-                        weights_source=f"RANDOM TEST WEIGHTS (seed {seed}) - not FID").to(device)
-
-
 # --------------------------------------------------------------------------- features
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -321,8 +288,7 @@ def _batch_features(model: nn.Module, x01: Tensor) -> Tensor:
 
 
 def _features_on_device(model: nn.Module, images: Tensor, batch_size: int) -> Tensor:
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    validate.positive_int("batch_size", batch_size)
     device = _model_device(model)
     model.eval()
     out = []
