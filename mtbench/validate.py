@@ -18,7 +18,7 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["is_int", "is_real", "int_at_least", "positive_int", "non_negative_int", "positive_number",
+__all__ = ["is_int", "is_real", "int_at_least", "positive_int", "positive_ints", "non_negative_int", "positive_number",
            "number_in", "choice", "boolean"]
 
 
@@ -46,6 +46,12 @@ def int_at_least(name: str, value: Any, minimum: int, *, allow_none: bool = Fals
 def positive_int(name: str, value: Any, *, allow_none: bool = False, error: type[Exception] = ValueError) -> Any:
     """``value`` if it is an integer >= 1 (or None with ``allow_none``), else raise ``error``."""
     return int_at_least(name, value, 1, allow_none=allow_none, error=error)
+
+
+def positive_ints(*, error: type[Exception] = ValueError, **values: Any) -> None:
+    """:func:`positive_int` for each ``key=value`` (``positive_ints(in_channels=3, ngf=64)``)."""
+    for name, value in values.items():
+        positive_int(name, value, error=error)
 
 
 def non_negative_int(name: str, value: Any, *, allow_none: bool = False,

@@ -43,6 +43,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from mtbench import validate
 from mtbench.data.base import DataError, DataSplits
 from mtbench.data.transforms import bicubic_downscale, uint8_to_pm1
 
@@ -248,8 +249,7 @@ def build_sr_crops(split: str, n: int, crop_size: int, scale: int, seed: int = 0
 
 def _counts(**counts: int) -> dict[str, int]:
     for key, value in counts.items():
-        if int(value) < 1:
-            raise ValueError(f"{key} must be >= 1, got {value}")
+        validate.positive_int(key, int(value))
     return {k: int(v) for k, v in counts.items()}
 
 

@@ -29,6 +29,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 
+from mtbench import validate
 from mtbench.data.base import DataError, DataSplits
 from mtbench.data.transforms import bicubic_downscale, describe, list_images, load_rgb, mod_crop, read_sizes, to_tensor
 
@@ -39,9 +40,7 @@ _EVAL_HINT = ("expected a folder of HR images as Set5/Set14 (e.g. data/Set5/*.pn
 
 
 def _check_scale(scale: int, crop_size: int | None = None) -> int:
-    scale = int(scale)
-    if scale < 1:
-        raise ValueError(f"scale must be a positive integer, got {scale}")
+    scale = validate.positive_int("scale", int(scale))
     if crop_size is not None and (crop_size < scale or crop_size % scale):
         raise ValueError(f"crop_size ({crop_size}) must be a positive multiple of scale ({scale})")
     return scale
@@ -81,8 +80,7 @@ class SRTrainDataset(Dataset):
                  repeats: int = 1, max_items: int | None = None) -> None:
         self.crop_size = int(crop_size)
         self.scale = _check_scale(scale, self.crop_size)
-        if int(repeats) < 1:
-            raise ValueError(f"repeats must be >= 1, got {repeats}")
+        validate.positive_int("repeats", int(repeats))
         self.repeats = int(repeats)
         self.flip = bool(flip)
         self.folder = Path(folder)

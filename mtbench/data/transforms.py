@@ -27,6 +27,7 @@ from torch import Tensor
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
+from mtbench import validate
 from mtbench.data.base import DataError
 
 #: File extensions treated as images (case-insensitive), as in the reference's ``image_folder.py``.
@@ -78,8 +79,7 @@ def list_images(folder: str | os.PathLike, what: str, hint: str = "",
         raise DataError(f"{what} is empty: {describe(folder)} holds no image file "
                         f"({', '.join(IMG_EXTENSIONS)}); put the images there or fix the path")
     if max_items is not None:
-        if int(max_items) < 1:
-            raise ValueError(f"max_items must be a positive integer or None, got {max_items!r}")
+        validate.positive_int("max_items", int(max_items))
         paths = paths[: int(max_items)]
     return paths
 
@@ -180,8 +180,7 @@ class PairedTransform:
         if preprocess not in PREPROCESS_MODES:
             raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {preprocess!r}")
         load_size, crop_size = int(load_size), int(crop_size)
-        if crop_size < 1 or load_size < 1:
-            raise ValueError(f"load_size and crop_size must be positive, got {load_size}, {crop_size}")
+        validate.positive_ints(load_size=load_size, crop_size=crop_size)
         if train and preprocess in ("resize_and_crop", "scale_width_and_crop") and load_size < crop_size:
             raise ValueError(f"load_size ({load_size}) must be >= crop_size ({crop_size}) with preprocess={preprocess!r}")
         self.load_size = load_size if train else crop_size

@@ -87,6 +87,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtbench import validate
 from mtbench.methods.base import Method, check_beta, check_positive
 
 __all__ = ["MTAdam", "MTAdamMethod"]
@@ -102,8 +103,7 @@ def _check_ranks(ranks: Sequence[float] | None, k: int) -> tuple[float, ...]:
     if len(ranks) != k:
         raise ValueError(f"ranks must have one value per loss term ({k}), got {len(ranks)}: {list(ranks)!r}")
     for i, r in enumerate(ranks):
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r <= 0:
-            raise ValueError(f"ranks[{i}] must be a finite number > 0, got {r!r}")
+        validate.positive_number(f"ranks[{i}]", r)
     return tuple(float(r) for r in ranks)
 
 

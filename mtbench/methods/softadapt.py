@@ -54,7 +54,6 @@ the stricter contract of this project):
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from fractions import Fraction
 from functools import lru_cache
@@ -64,6 +63,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mtbench import validate
 from mtbench.methods.base import WeightedSumMethod
 
 __all__ = [
@@ -81,14 +81,6 @@ EPSILON = 1e-8
 # ---------------------------------------------------------------------------
 # finite differences
 # ---------------------------------------------------------------------------
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 @lru_cache(maxsize=None)
 def forward_difference_coefficients(order: int) -> tuple[Fraction, ...]:
     """Exact forward first-derivative stencil of accuracy order ``order`` (step 1).
@@ -101,8 +93,7 @@ def forward_difference_coefficients(order: int) -> tuple[Fraction, ...]:
 
     Raises ``ValueError`` when ``order`` is not an integer >= 1.
     """
-    if not _is_int(order) or order < 1:
-        raise ValueError(f"accuracy_order must be an integer >= 1, got {order!r}")
+    validate.positive_int("accuracy_order", order)
     p = int(order)
     size = p + 1
     # augmented matrix rows k = 0..p: [j^k for j = 0..p | [k == 1]]
@@ -128,17 +119,14 @@ def _coefficient_tensor(order: int) -> Tensor:
 # validation helpers
 # ---------------------------------------------------------------------------
 def _check_softadapt_beta(value: Any) -> float:
-    if not _is_real(value) or not math.isfinite(float(value)) or float(value) < 0:
+    if not validate.is_real(value) or not math.isfinite(float(value)) or float(value) < 0:
         raise ValueError(f"beta must be a finite number >= 0, got {value!r}")
     return float(value)
 
 
 def _check_accuracy_order(value: Any) -> int | None:
-    if value is None:
-        return None
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"accuracy_order must be None or an integer >= 1, got {value!r}")
-    return int(value)
+    validate.positive_int("accuracy_order", value, allow_none=True)
+    return None if value is None else int(value)
 
 
 def _as_history(index: int, history: Any) -> Tensor:
@@ -384,11 +372,11 @@ class SoftAdaptMethod(WeightedSumMethod):
         if not isinstance(on_default_weights, (bool, np.bool_)):
             raise ValueError(f"method.on_default_weights must be true or false, got {on_default_weights!r} "
                              f"({type(on_default_weights).__name__})")
-        if not _is_int(window) or window < 2:
+        if not validate.is_int(window) or window < 2:
             raise ValueError(f"window must be >= 2, got {window!r}")
-        if not _is_int(update_every) or update_every < 1:
+        if not validate.is_int(update_every) or update_every < 1:
             raise ValueError(f"update_every must be >= 1, got {update_every!r}")
-        if accuracy_order is not None and (not _is_int(accuracy_order) or not 1 <= accuracy_order < window):
+        if accuracy_order is not None and (not validate.is_int(accuracy_order) or not 1 <= accuracy_order < window):
             raise ValueError(f"accuracy_order must be null or an integer with 1 <= accuracy_order < window "
                              f"(= {window}), got {accuracy_order!r}")
         super().__init__(params, term_names, default_weights, optimizer=optimizer)

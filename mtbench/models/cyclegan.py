@@ -115,6 +115,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from mtbench import validate
 from mtbench.metrics.image import MeanMeter, paired_metrics, to_unit
 from mtbench.models.base import Model
 from mtbench.models.gan import (DEFAULT_OPTIM, N_SAMPLE_IMAGES, NORMS, check_choice, check_lr_decay,
@@ -165,10 +166,9 @@ class CycleGANModel(Model):
                              f"{in_channels} and {out_channels}")
         if n_blocks is None:
             n_blocks = resnet_n_blocks(image_size)
-        elif isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or n_blocks < 0:
-            raise ValueError(f"model.n_blocks must be null or an integer >= 0, got {n_blocks!r}")
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 0:
-            raise ValueError(f"model.pool_size must be an integer >= 0, got {pool_size!r}")
+        else:
+            validate.non_negative_int("model.n_blocks", n_blocks, allow_none=True)
+        validate.non_negative_int("model.pool_size", pool_size)
         check_choice("gan_mode", gan_mode, GAN_MODES)
         check_choice("norm", norm, NORMS)
         if not (paired_eval == "auto" or isinstance(paired_eval, bool)):

@@ -142,6 +142,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from mtbench import validate
 from mtbench.methods.base import check_beta, check_positive
 from mtbench.metrics.image import MeanMeter, sr_metrics, to_unit
 from mtbench.models.base import Model, set_requires_grad
@@ -167,10 +168,8 @@ class SRGANModel(Model):
                  vgg_weights: str | os.PathLike | None = None, vgg_layer: str = "conv5_4",
                  gan_mode: str = "vanilla", lr_decay_at: float | None = 0.5, lr_decay_gamma: float = 0.1,
                  optim: Mapping[str, Any] | None = None, weights: Mapping[str, float] | None = None) -> None:
-        if not isinstance(perceptual, bool):
-            raise ValueError(f"model.perceptual must be true or false, got {perceptual!r}")
-        if not isinstance(adversarial, bool):
-            raise ValueError(f"model.adversarial must be true or false, got {adversarial!r}")
+        validate.boolean("model.perceptual", perceptual)
+        validate.boolean("model.adversarial", adversarial)
         removed = {n for n, on in (("perceptual", perceptual), ("adversarial", adversarial)) if not on}
         # instance attribute, set before Model.__init__ checks the weights against it
         self.term_names = [n for n in ALL_TERMS if n not in removed]

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtbench import validate
+
 __all__ = ["ImagePool"]
 
 
@@ -39,8 +41,7 @@ class ImagePool:
     """
 
     def __init__(self, pool_size: int = 50) -> None:
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 0:
-            raise ValueError(f"pool_size must be a non-negative integer, got {pool_size!r}")
+        validate.non_negative_int("pool_size", pool_size)
         self.pool_size = pool_size
         self.images: list[Tensor] = []
 

@@ -26,6 +26,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import init
 
+from mtbench import validate
+
 __all__ = [
     "get_norm_layer",
     "init_weights",
@@ -156,15 +158,8 @@ def resnet_n_blocks(image_size: int) -> int:
     images, and 9 residual blocks for 256x256 or higher-resolution training
     images."
     """
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(f"image size must be a positive integer, got {image_size!r}")
+    validate.positive_int("image_size", image_size)
     return 9 if image_size >= 256 else 6
-
-
-def _check_positive(**kwargs: int) -> None:
-    for name, value in kwargs.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 # -----------------------------------------------------------------------------
@@ -286,7 +281,7 @@ class UnetGenerator(nn.Module):
     def __init__(self, in_channels: int = 3, out_channels: int = 3, num_downs: int = 8, ngf: int = 64,
                  norm: str = "batch", use_dropout: bool = True) -> None:
         super().__init__()
-        _check_positive(in_channels=in_channels, out_channels=out_channels, ngf=ngf, num_downs=num_downs)
+        validate.positive_ints(in_channels=in_channels, out_channels=out_channels, ngf=ngf, num_downs=num_downs)
         if num_downs < UNET_MIN_DOWNS:
             raise ValueError(f"UnetGenerator needs num_downs >= {UNET_MIN_DOWNS}, got {num_downs}")
         norm = _check_norm(norm)
@@ -376,9 +371,8 @@ class ResnetGenerator(nn.Module):
     def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_blocks: int = 9,
                  norm: str = "instance", use_dropout: bool = False, padding_type: str = "reflect") -> None:
         super().__init__()
-        _check_positive(in_channels=in_channels, out_channels=out_channels, ngf=ngf)
-        if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or n_blocks < 0:
-            raise ValueError(f"n_blocks must be a non-negative integer, got {n_blocks!r}")
+        validate.positive_ints(in_channels=in_channels, out_channels=out_channels, ngf=ngf)
+        validate.non_negative_int("n_blocks", n_blocks)
         norm = _check_norm(norm)
         norm_layer = get_norm_layer(norm)
         use_bias = _conv_bias(norm)
@@ -439,7 +433,7 @@ class NLayerDiscriminator(nn.Module):
 
     def __init__(self, in_channels: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch") -> None:
         super().__init__()
-        _check_positive(in_channels=in_channels, ndf=ndf, n_layers=n_layers)
+        validate.positive_ints(in_channels=in_channels, ndf=ndf, n_layers=n_layers)
         norm = _check_norm(norm)
         norm_layer = get_norm_layer(norm)
         use_bias = _conv_bias(norm)

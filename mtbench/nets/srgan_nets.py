@@ -22,13 +22,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtbench import validate
+
 __all__ = ["SRResidualBlock", "SRUpsampleBlock", "SRResNet", "SRGANDiscriminator"]
-
-
-def _check_positive(**kwargs: int) -> None:
-    for name, value in kwargs.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 class SRResidualBlock(nn.Module):
@@ -97,9 +93,8 @@ class SRResNet(nn.Module):
     def __init__(self, in_channels: int = 3, out_channels: int = 3, n_features: int = 64, n_blocks: int = 16,
                  scale: int = 4, output_activation: str = "tanh") -> None:
         super().__init__()
-        _check_positive(in_channels=in_channels, out_channels=out_channels, n_features=n_features)
-        if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or n_blocks < 0:
-            raise ValueError(f"n_blocks must be a non-negative integer, got {n_blocks!r}")
+        validate.positive_ints(in_channels=in_channels, out_channels=out_channels, n_features=n_features)
+        validate.non_negative_int("n_blocks", n_blocks)
         if isinstance(scale, bool) or not isinstance(scale, int) or scale < 2 or scale & (scale - 1):
             raise ValueError(f"SRResNet scale must be a power of two >= 2 (2, 4, 8...), got {scale!r}")
         if output_activation not in ("tanh", "none"):
@@ -169,7 +164,7 @@ class SRGANDiscriminator(nn.Module):
 
     def __init__(self, in_channels: int = 3, ndf: int = 64, pooled_size: int = 6, fc_features: int = 1024) -> None:
         super().__init__()
-        _check_positive(in_channels=in_channels, ndf=ndf, pooled_size=pooled_size, fc_features=fc_features)
+        validate.positive_ints(in_channels=in_channels, ndf=ndf, pooled_size=pooled_size, fc_features=fc_features)
         layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, kernel_size=3, stride=1, padding=1),
                                    nn.LeakyReLU(0.2)]
         spec = [(ndf, 2), (ndf * 2, 1), (ndf * 2, 2), (ndf * 4, 1), (ndf * 4, 2), (ndf * 8, 1), (ndf * 8, 2)]
