@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
-from mtbench.rundir import rebuild_config
+from mtbench.rundir import EVAL_RECORD, SUMMARY, rebuild_config
 from mtbench.utils import ConfigError, atomic_write_text
 
 
@@ -51,7 +51,7 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
              "eval_split": str(run_cfg.trainer.get("eval_split", "auto")), "device": str(runner.device),
              "time": dt.datetime.now().isoformat(timespec="seconds"),
              "command": " ".join(["mtbench", "eval", *sys.argv[1:]])}
-    summary_file = run / "summary.json"
+    summary_file = run / SUMMARY
     if summary_file.is_file():
         summary = json.loads(summary_file.read_text())
         summary.setdefault("evaluations", []).append(entry)
@@ -60,7 +60,7 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
         atomic_write_text(json.dumps(summary, indent=2) + "\n", summary_file)
         written = summary_file
     else:
-        written = run / "eval.json"
+        written = run / EVAL_RECORD
         prior = json.loads(written.read_text()) if written.is_file() else {"evaluations": []}
         prior["evaluations"].append(entry)
         atomic_write_text(json.dumps(prior, indent=2) + "\n", written)

@@ -35,8 +35,13 @@ from mtbench.utils import ConfigError
 
 RUN_CONFIG = "run.yaml"
 HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"
+SUMMARY = "summary.json"
+METRICS = "metrics.jsonl"
+EVAL_RECORD = "eval.json"  # `mtbench eval` of an unfinished run (no summary.json)
+CHECKPOINT = Path("checkpoints") / "last.pt"
+BEST = Path("checkpoints") / "best.pt"
 
-__all__ = ["RUN_CONFIG", "SUMMARY", "recorded_overrides", "rebuild_config", "allowed_targets", "check_targets",
+__all__ = ["RUN_CONFIG", "SUMMARY", "METRICS", "EVAL_RECORD", "CHECKPOINT", "BEST", "recorded_overrides", "rebuild_config", "allowed_targets", "check_targets",
            "choice", "flat_hparams", "write_run_config", "build_summary", "write_summary", "find_resumable",
            "only_hydra_files"]
 
@@ -157,8 +162,6 @@ def check_targets(cfg: DictConfig, source: str) -> None:
 
 
 # --------------------------------------------------------------------------- writing a run directory
-
-SUMMARY = "summary.json"
 
 
 def choice(group: str) -> str:

@@ -39,7 +39,6 @@ that already holds a run is refused. Default directory:
 from __future__ import annotations
 
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -51,7 +50,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from mtbench.report import TRIVIAL_METHODS
-from mtbench.utils import ConfigError, atomic_write_text
+from mtbench.rundir import write_summary
+from mtbench.utils import ConfigError
 
 KINDS = TRIVIAL_METHODS  # ("identity", "mean_train_photo")
 SEED = "n/a"  # the summaries' seed: a trivial baseline draws nothing at random
@@ -183,7 +183,7 @@ def run_trivial(cfg: DictConfig, kind: str, out: Path | str) -> dict[str, Any]:
     summary["command"] = " ".join(["mtbench", "trivial", kind, *summary.get("overrides", [])])
     if runner.fid_error is not None:
         summary["fid_note"] = f"FID not computed: {runner.fid_error}"
-    atomic_write_text(json.dumps(summary, indent=2) + "\n", out / "summary.json")
+    write_summary(out, summary)
     if runner.fid_error is not None:
         raise runner.fid_error
     return summary

@@ -26,9 +26,7 @@ from typing import Any
 
 import yaml
 
-SUMMARY = "summary.json"
-METRICS = "metrics.jsonl"
-CHECKPOINT = Path("checkpoints") / "last.pt"
+from mtbench.rundir import CHECKPOINT, METRICS, SUMMARY  # the run-directory contract
 
 PathLike = str | os.PathLike
 

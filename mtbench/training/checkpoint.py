@@ -21,14 +21,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mtbench.errors import ConfigError
+from mtbench.rundir import BEST, CHECKPOINT
 from mtbench.training.data_order import Position
 from mtbench.utils import atomic_torch_save, rng_state, set_rng_state
 
 __all__ = ["CHECKPOINT", "BEST", "RESUME_KEYS", "TrainState", "resume_snapshot", "checkpoint_state",
            "save_checkpoint", "read_checkpoint", "load_checkpoint", "load_model_weights"]
 
-CHECKPOINT = Path("checkpoints") / "last.pt"
-BEST = Path("checkpoints") / "best.pt"
 RESUME_KEYS = ("model", "data", "method", "seed")  # config sections that must match when a run is resumed
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from mtbench.errors import NonFiniteLossError
+from mtbench.rundir import METRICS
 
 __all__ = ["StepLog", "RunLogger"]
 
@@ -54,7 +55,7 @@ class RunLogger:
         from tqdm.auto import tqdm
 
         self.writer = SummaryWriter(log_dir=str(out))
-        self.metrics_file = open(out / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
+        self.metrics_file = open(out / METRICS, "a")  # noqa: SIM115 - closed in close()
         self.pbar = tqdm(total=total_steps, initial=initial_step, desc=desc, unit="step", dynamic_ncols=True,
                          disable=not progress, file=sys.stderr)
         self.skipped_nonfinite = 0
