@@ -100,9 +100,7 @@ def check_lr_decay(lr_decay: Mapping[str, Any] | None) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"model.lr_decay has unknown keys {unknown}; expected {sorted(DEFAULT_LR_DECAY)}")
     validate.boolean("model.lr_decay.enabled", cfg["enabled"])
-    start = cfg["start"]
-    if isinstance(start, bool) or not isinstance(start, (int, float)) or not 0.0 <= start <= 1.0:
-        raise ValueError(f"model.lr_decay.start must be a number in [0, 1], got {start!r}")
+    start = validate.number_in("model.lr_decay.start", cfg["start"], 0, 1)
     return {"enabled": cfg["enabled"], "start": float(start)}
 
 
@@ -128,10 +126,8 @@ def step_decay(total_steps: int, at: float, gamma: float) -> Callable[[int], flo
 
 def check_step_decay(at: Any, gamma: Any) -> tuple[float | None, float]:
     """Validated ``(model.lr_decay_at, model.lr_decay_gamma)``: null or a fraction in (0, 1], and (0, 1]."""
-    if at is not None and not (isinstance(at, (int, float)) and 0 < at <= 1):
-        raise ValueError(f"model.lr_decay_at must be null or a fraction in (0, 1], got {at!r}")
-    if not (isinstance(gamma, (int, float)) and 0 < gamma <= 1):
-        raise ValueError(f"model.lr_decay_gamma must be in (0, 1], got {gamma!r}")
+    validate.number_in("model.lr_decay_at", at, 0, 1, low_open=True, allow_none=True)
+    validate.number_in("model.lr_decay_gamma", gamma, 0, 1, low_open=True)
     return (None if at is None else float(at)), float(gamma)
 
 
