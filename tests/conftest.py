@@ -16,6 +16,9 @@ from mtbench.cli import config_dir
 
 CONF = config_dir()
 
+#: every method config (conf/method/*.yaml): a new method file is picked up by the tests automatically
+METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
+
 # Hermetic caches: no test sees the user's FID/VGG weights (which would switch FID on in every GAN run)
 # or writes into the user's cache; tests that need a cache make their own with monkeypatch.
 _CACHES = tempfile.mkdtemp(prefix="mtbench-test-caches-")
