@@ -480,14 +480,19 @@ def test_method_step_decreases_loss():
     assert m.updates == 75 and not torch.equal(m.weight_tensor(), torch.ones(2, dtype=torch.float64))
 
 
+def _composed(name: str, *overrides: str):
+    """conf/train.yaml with method=<name> (Hydra resolves the variant's defaults) and the Adam of the tests."""
+    from conftest import compose_cfg
+
+    return compose_cfg([f"method={name}", "model.optim.lr=0.002", "model.optim.betas=[0.5,0.999]", *overrides])
+
+
 @pytest.mark.parametrize("name, cls", [("softadapt", SoftAdapt), ("softadapt_normalized", NormalizedSoftAdapt),
                                        ("softadapt_loss_weighted", LossWeightedSoftAdapt)])
 def test_hydra_configs_instantiate(name, cls):
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    cfg = OmegaConf.create({"model": {"optim": {"lr": 2e-3, "betas": [0.5, 0.999]}},
-                            "method": OmegaConf.load(CONF / f"{name}.yaml")})
+    cfg = _composed(name)  # the variants inherit conf/method/softadapt.yaml: compose, as the runner does
     model = nn.Linear(3, 1)
     m = instantiate(cfg.method, params=model.parameters(), term_names=["x", "y"],
                     default_weights={"x": 1.0, "y": 1.0})
@@ -665,12 +670,9 @@ def test_on_default_weights_checkpoint_flag_must_match():
 @pytest.mark.parametrize("name", ["softadapt", "softadapt_normalized", "softadapt_loss_weighted"])
 def test_hydra_configs_on_default_weights(name):
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    method_cfg = OmegaConf.load(CONF / f"{name}.yaml")
-    assert method_cfg.on_default_weights is False
-    cfg = OmegaConf.create({"model": {"optim": {"lr": 2e-3, "betas": [0.5, 0.999]}}, "method": method_cfg})
-    cfg.method.on_default_weights = True
+    assert _composed(name).method.on_default_weights is False
+    cfg = _composed(name, "method.on_default_weights=true")
     m = instantiate(cfg.method, params=nn.Linear(3, 1).parameters(), term_names=["x", "y"],
                     default_weights={"x": 1.0, "y": 100.0})
     assert m.on_default_weights is True and m.weights() == {"x": 1.0, "y": 100.0}
