@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from mtbench.errors import ConfigError
 from mtbench.objective import Objective, build_objective
+from mtbench.settings import DeviceSettings, TrainerSettings
 from mtbench.utils import resolve_device, seed_everything
 
 __all__ = ["Experiment", "build_experiment", "build_method", "validate_trainer", "configure_device"]
@@ -36,45 +37,24 @@ class Experiment:
     model: Any
     method: Any
     objective: Objective
+    trainer: TrainerSettings
     steps_per_epoch: int
     total_steps: int
     schedulers: list
 
 
-def validate_trainer(t: DictConfig) -> None:
-    """One line naming the key for a bad trainer value (before anything is built)."""
-    def positive_int(key: str, allow_none: bool = False) -> None:
-        v = t.get(key)
-        if v is None and allow_none:
-            return
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ConfigError(f"trainer.{key} must be an integer >= 1{' or null' if allow_none else ''}, got {v!r}")
-
-    positive_int("batch_size")
-    positive_int("eval_batch_size")
-    positive_int("log_every")
-    positive_int("checkpoint_every", allow_none=True)
-    positive_int("eval_every", allow_none=True)
-    positive_int("max_steps", allow_none=True)
-    positive_int("epochs", allow_none=t.get("max_steps") is not None)
-    if t.nan_policy not in ("raise", "skip"):
-        raise ConfigError(f"trainer.nan_policy must be 'raise' or 'skip', got {t.nan_policy!r}")
-    if t.get("eval_split", "auto") not in ("auto", "val", "test"):
-        raise ConfigError(f"trainer.eval_split must be auto, val or test, got {t.get('eval_split')!r}")
+def validate_trainer(t: DictConfig) -> TrainerSettings:
+    """The typed trainer settings; one line naming the key for a bad value (before anything is built)."""
+    return TrainerSettings.from_config(t)
 
 
 def configure_device(d: DictConfig) -> tuple[torch.device, torch.dtype | None]:
     """(device, autocast dtype) of the ``device`` node; sets torch's thread count when given."""
-    device = resolve_device(str(d.type))
-    amp = d.get("amp", False)
-    if amp not in (False, None, "bf16", "bfloat16", True):
-        raise ConfigError(f"device.amp must be false or bf16, got {amp!r}")
-    threads = d.get("threads")
-    if threads is not None:
-        if not isinstance(threads, int) or threads < 1:
-            raise ConfigError(f"device.threads must be an integer >= 1 or null, got {threads!r}")
-        torch.set_num_threads(threads)
-    return device, (torch.bfloat16 if amp else None)
+    settings = DeviceSettings.from_config(d)
+    device = resolve_device(settings.type)
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    return device, (torch.bfloat16 if settings.amp else None)
 
 
 def build_method(method_cfg: DictConfig, model) -> Any:
@@ -85,7 +65,7 @@ def build_method(method_cfg: DictConfig, model) -> Any:
 
 def build_experiment(cfg: DictConfig, with_method: bool = True) -> Experiment:
     """Everything a run needs, validated; ``with_method=False`` (evaluation) builds no method or optimiser."""
-    validate_trainer(cfg.trainer)
+    trainer = validate_trainer(cfg.trainer)
     device, amp_dtype = configure_device(cfg.device)
     seed_everything(cfg.seed)
     data = instantiate(cfg.data, _convert_="object")
@@ -102,4 +82,4 @@ def build_experiment(cfg: DictConfig, with_method: bool = True) -> Experiment:
     total = cfg.trainer.max_steps or cfg.trainer.epochs * steps_per_epoch
     schedulers = model.lr_schedulers(method, total) if with_method else []
     return Experiment(cfg=cfg, device=device, amp_dtype=amp_dtype, data=data, model=model, method=method,
-                      objective=objective, steps_per_epoch=steps_per_epoch, total_steps=total, schedulers=schedulers)
+                      objective=objective, trainer=trainer, steps_per_epoch=steps_per_epoch, total_steps=total, schedulers=schedulers)

@@ -20,12 +20,15 @@ import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from mtbench.utils import ConfigError
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+; only annotations use it
+    from typing_extensions import Self
 
 __all__ = ["DeviceSettings", "TrainerSettings"]
 

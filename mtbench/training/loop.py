@@ -73,7 +73,7 @@ class Runner:
 
     def keep_best(self, metrics: dict[str, float], start: float) -> None:
         """Save checkpoints/best.pt when the primary metric improves (selection-split evaluations only)."""
-        if not self.cfg.trainer.get("keep_best", True):
+        if not self.exp.trainer.keep_best:
             return
         value = metrics.get(self.objective.primary)
         if self.objective.better(value, self.state.best):
@@ -82,7 +82,7 @@ class Runner:
 
     # -- evaluation ---------------------------------------------------------------------
     def eval_split(self) -> Dataset:
-        which = self.cfg.trainer.get("eval_split", "auto")
+        which = self.exp.trainer.eval_split
         if which == "auto":
             return self.data.eval_split()
         split = getattr(self.data, which)
@@ -109,7 +109,7 @@ class Runner:
             for extra_name, extra in getattr(self.data, "extra_eval", {}).items():
                 if extra is split:  # the eval split is also reported under its own name (e.g. Set5/psnr)
                     metrics.update({f"{extra_name}/{k}": v for k, v in main.items()})
-                elif final and self.cfg.trainer.get("eval_split", "auto") != "val":
+                elif final and self.exp.trainer.eval_split != "val":
                     m = self.model.evaluate(make_eval_loader(extra, self.cfg, self.device, bs))
                     metrics.update({f"{extra_name}/{k}": v for k, v in m.items()})
         finally:
@@ -133,12 +133,12 @@ class Runner:
         log.warning("signal %d received: finishing the step, writing a checkpoint, then exiting", signum)
 
     def fit(self) -> dict[str, Any]:
-        cfg, t = self.cfg, self.cfg.trainer
+        cfg, t = self.cfg, self.exp.trainer  # typed, validated settings
         logger = RunLogger(self.out, self.total_steps, self.pos.step, f"{cfg.get('name', 'train')}", t.progress)
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         start = interval_start = time.perf_counter()
         steplog: StepLog | None = None
-        image_every = t.get("image_every")
+        image_every = t.image_every
         select = self.selection_split()
         select_prefix = "eval/" if select is self.eval_split() else "val/"
 
@@ -202,7 +202,7 @@ class Runner:
         logger.log_eval(self.pos.step, metrics)
         wall = self.state.elapsed_before + time.perf_counter() - start
         chosen = metrics  # reported; best.pt and on_eval read a val evaluation when the final split is test
-        if select_prefix == "val/" and (self.cfg.trainer.get("keep_best", True) or self.on_eval is not None):
+        if select_prefix == "val/" and (self.exp.trainer.keep_best or self.on_eval is not None):
             chosen = self.evaluate(select)
             logger.log_eval(self.pos.step, chosen, select_prefix)
         self.keep_best(chosen, start)
