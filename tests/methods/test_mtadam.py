@@ -5,16 +5,16 @@ from __future__ import annotations
 import copy
 import io
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtbench.cli import config_dir
 from mtbench.methods.mtadam import MTAdam, MTAdamMethod
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = config_dir()
 
 
 # ---------------------------------------------------------------------------

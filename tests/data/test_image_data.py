@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from mtbench.cli import config_dir
 from mtbench.data import download as dl
 from mtbench.data.aligned import aligned_splits
 from mtbench.data.base import DataError, DataSplits
@@ -29,7 +30,7 @@ from mtbench.data.sr import sr_folder_splits
 from mtbench.data.transforms import to_tensor
 from mtbench.data.unaligned import unaligned_splits
 
-CONF_DATA = Path(__file__).resolve().parents[1] / "conf" / "data"
+CONF_DATA = config_dir() / "data"
 
 
 # -- helpers ------------------------------------------------------------------------

@@ -12,13 +12,13 @@ import functools
 import io
 import math
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from mtbench.cli import config_dir
 from mtbench.methods.base import WeightedSumMethod, make_adam
 from mtbench.methods.softadapt import (
     LossWeightedSoftAdapt,
@@ -29,7 +29,7 @@ from mtbench.methods.softadapt import (
 )
 
 EPS = 1e-8
-CONF = Path(__file__).resolve().parents[1] / "conf" / "method"
+CONF = config_dir() / "method"
 
 
 def hand_softmax(exps, a=None):
