@@ -7,9 +7,10 @@ file or step involved and, where there is one, what to do.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-__all__ = ["ConfigError", "DataError", "NonFiniteLossError", "RunInterrupted", "expected_types"]
+__all__ = ["ConfigError", "DataError", "NonFiniteLossError", "RunInterrupted", "ArgParser", "expected_types"]
 
 
 class ConfigError(ValueError):
@@ -30,6 +31,13 @@ class RunInterrupted(Exception):
     def __init__(self, signum: int, step: int, path: Path) -> None:
         self.signum, self.step, self.path = signum, step, path
         super().__init__(f"interrupted by signal {signum} at step {step}; checkpoint {path}")
+
+
+class ArgParser(argparse.ArgumentParser):
+    """The parser of the argparse commands (report, weights, fid): a usage error is one line, exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} ({self.prog} --help)\n")
 
 
 def expected_types() -> tuple[type[BaseException], ...]:

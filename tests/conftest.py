@@ -52,6 +52,31 @@ def run_train(tmp_path):
     return _run
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread (tiny nets: 2 threads on 2 shared cores only add contention); restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def offline_vgg(tmp_path, monkeypatch):
+    """No VGG19 weights anywhere and no network: an empty torch hub folder, downloads raise OSError."""
+    from mtbench.nets import vgg as vgg_module
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(vgg_module, "_download_vgg19_state_dict", offline)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    return tmp_path / "torch_home"
+
+
 @pytest.fixture(autouse=True)
 def _torch_threads():
     torch.set_num_threads(2)

@@ -15,13 +15,14 @@ images, or a file that does not decode, is one error line naming it.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+
+from mtbench.errors import ArgParser
 
 IMAGE_EXTENSIONS = {"bmp", "jpg", "jpeg", "pgm", "png", "ppm", "tif", "tiff", "webp"}  # pytorch-fid's
 
@@ -94,14 +95,8 @@ def fid_between_dirs(dir_a: Path, dir_b: Path, weights: Path | None = None, devi
     return {"fid": fid_from_features(fa, fb), "kid": kid, "kid_std": kid_std, "n_a": len(fa), "n_b": len(fb)}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, like the other commands
-        print(f"error: mtbench fid: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = _Parser(prog="mtbench fid", description="FID and KID between two image folders (pytorch-fid's network "
+    ap = ArgParser(prog="mtbench fid", description="FID and KID between two image folders (pytorch-fid's network "
                  "and preprocessing, offline). Prints: fid=<value> kid=<value>")
     ap.add_argument("dir_a", type=Path)
     ap.add_argument("dir_b", type=Path)

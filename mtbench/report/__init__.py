@@ -53,6 +53,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mtbench.errors import ArgParser
 from mtbench.baseline import load_baselines
 from mtbench.report.figures import LOSS_NOTE, plan_figures, total_loss
 from mtbench.report.runs import METRICS, SUMMARY, PathLike, Run, RunDirs, UnfinishedRun, _as_list, find_runs, \
@@ -114,14 +115,9 @@ def make_report(paths: PathLike | Iterable[PathLike], out_dir: PathLike,
             "notes": notes, "markdown": md, "console": markdown(rows, unfinished, notes, sources, len(runs))}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, like the other commands
-        self.exit(2, f"error: {message} (mtbench report --help)\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     """``mtbench report <run or multirun dirs...> [--out DIR] [--baseline FILE] [--overwrite]``."""
-    parser = _Parser(
+    parser = ArgParser(
         prog="mtbench report",
         description="Tables (mean ± std over seeds) and figures (weights, total loss) over finished runs.",
         epilog="examples:\n  mtbench report runs/multirun/2026-01-01_10-00-00\n"

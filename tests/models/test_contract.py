@@ -27,13 +27,7 @@ from mtbench.models.srgan import SRGANModel
 from mtbench.train import train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these nets are tiny, and 2 threads on 2 shared cores only add contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: one intra-op thread
 
 
 # ----------------------------------------------------------------------------- per-model extras

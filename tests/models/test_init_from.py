@@ -25,12 +25,7 @@ TINY = ["model=srgan", *NETS, "model.perceptual=false", "data.crop_size=32", "da
 SRRESNET = [*TINY, "model.adversarial=false"]  # the pre-training's model: content only, no D
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: one intra-op thread
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from conftest import compose_cfg, load_ckpt
 from mtbench.cli import explain
 from mtbench.models.srgan import SRGANModel
 from mtbench.nets import MissingWeightsError
-from mtbench.nets import vgg as vgg_module
 
 
 NETS = ["model.n_blocks=2", "model.n_features=8", "model.ndf=8", "model.d_fc_features=16"]
@@ -26,13 +25,7 @@ TINY = ["model=srgan", *NETS, "model.perceptual=false", "data.crop_size=32", "da
 LOGGED = ["D", "D_real", "D_fake"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these nets are tiny, and 2 threads on 2 shared cores only add contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: one intra-op thread
 
 
 def _records(run_dir):
@@ -102,15 +95,7 @@ def test_vgg_is_outside_state_dict_but_follows_the_model(vgg_file):
     assert all(p.grad is None for p in model.vgg.parameters())
 
 
-def test_missing_vgg_weights_fail_before_training(run_train, tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
-
-    def offline(*args, **kwargs):
-        raise OSError("network is unreachable")
-
-    monkeypatch.setattr(vgg_module, "_download_vgg19_state_dict", offline)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+def test_missing_vgg_weights_fail_before_training(run_train, tmp_path, offline_vgg):
     with pytest.raises(Exception) as info:  # noqa: PT011 - Hydra wraps it; the cause is checked below
         run_train([*TINY, "model.perceptual=true", "trainer.max_steps=2"], name="novgg")
     err, chain = info.value, []

@@ -414,15 +414,7 @@ def test_vgg_uses_hub_checkpoint_dir(vgg_weights, tmp_path, monkeypatch):
     assert ext.weights_source == str(target)
 
 
-def test_vgg_missing_weights_message(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
-
-    def offline(*args, **kwargs):
-        raise OSError("network is unreachable")
-
-    monkeypatch.setattr(vgg_module, "_download_vgg19_state_dict", offline)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+def test_vgg_missing_weights_message(tmp_path, offline_vgg):
     with pytest.raises(MissingWeightsError) as info:
         VGGFeatureExtractor()
     msg = str(info.value)
