@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
-from mtbench.rundir import EVAL_RECORD, SUMMARY, rebuild_config
+from mtbench.rundir import EVAL_RECORD, SUMMARY, read_summary, rebuild_config, write_summary
 from mtbench.utils import ConfigError, atomic_write_text
 
 
@@ -53,11 +53,11 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
              "command": " ".join(["mtbench", "eval", *sys.argv[1:]])}
     summary_file = run / SUMMARY
     if summary_file.is_file():
-        summary = json.loads(summary_file.read_text())
+        summary = read_summary(run)
         summary.setdefault("evaluations", []).append(entry)
         if cfg.checkpoint == "last":
             summary["metrics"] = {**summary.get("metrics", {}), **metrics}
-        atomic_write_text(json.dumps(summary, indent=2) + "\n", summary_file)
+        write_summary(run, summary)
         written = summary_file
     else:
         written = run / EVAL_RECORD

@@ -42,7 +42,7 @@ CHECKPOINT = Path("checkpoints") / "last.pt"
 BEST = Path("checkpoints") / "best.pt"
 
 __all__ = ["RUN_CONFIG", "SUMMARY", "METRICS", "EVAL_RECORD", "CHECKPOINT", "BEST", "recorded_overrides", "rebuild_config", "allowed_targets", "check_targets",
-           "choice", "flat_hparams", "write_run_config", "build_summary", "write_summary", "find_resumable",
+           "choice", "flat_hparams", "write_run_config", "build_summary", "write_summary", "read_summary", "find_resumable",
            "only_hydra_files"]
 
 
@@ -236,6 +236,26 @@ def write_summary(out: Path, summary: dict[str, Any]) -> None:
     from mtbench.utils import atomic_write_text
 
     atomic_write_text(json.dumps(summary, indent=2) + "\n", out / SUMMARY)
+
+
+def read_summary(run: Path) -> dict[str, Any]:
+    """A run's summary.json, checked: ``ValueError`` naming the file when it is missing or not a run summary.
+
+    The one reader of summary.json (report, eval): plain JSON, nothing evaluated.
+    """
+    import json
+
+    f = Path(run) / SUMMARY
+    try:
+        summary = json.loads(f.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{run}: no {SUMMARY} (an unfinished run?)") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise ValueError(f"{f}: cannot read it: {err}") from None
+    missing = [k for k in ("model", "method", "metrics") if k not in summary] if isinstance(summary, dict) else ["all"]
+    if missing or not isinstance(summary.get("metrics"), dict):
+        raise ValueError(f"{f}: not an mtbench run summary (missing {', '.join(missing) or 'metrics'})")
+    return summary
 
 
 def find_resumable(out: Path, checkpoint: Path) -> Path | None:

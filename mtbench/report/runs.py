@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from mtbench.rundir import CHECKPOINT, METRICS, SUMMARY  # the run-directory contract
+from mtbench.rundir import CHECKPOINT, METRICS, SUMMARY, read_summary  # the run-directory contract
 
 PathLike = str | os.PathLike
 
@@ -203,15 +203,7 @@ def load_run(run_dir: PathLike) -> Run:
     """One finished run directory as a :class:`Run`; ``ValueError`` naming the file when it is not one."""
     d = Path(run_dir)
     f = d / SUMMARY
-    try:
-        summary = json.loads(f.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{d}: no {SUMMARY} (an unfinished run?)") from None
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise ValueError(f"{f}: cannot read it: {err}") from None
-    missing = [k for k in ("model", "method", "metrics") if k not in summary] if isinstance(summary, dict) else ["all"]
-    if missing or not isinstance(summary.get("metrics"), dict):
-        raise ValueError(f"{f}: not an mtbench run summary (missing {', '.join(missing) or 'metrics'})")
+    summary = read_summary(d)
     seed = summary.get("seed")
     if isinstance(seed, (dict, list)):
         raise ValueError(f"{f}: 'seed' must be a number or a name, got {seed!r:.80}")
