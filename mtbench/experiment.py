@@ -25,7 +25,7 @@ from mtbench.objective import Objective, build_objective
 from mtbench.settings import DeviceSettings, TrainerSettings
 from mtbench.utils import resolve_device, seed_everything
 
-__all__ = ["Experiment", "build_experiment", "build_method", "validate_trainer", "configure_device"]
+__all__ = ["Experiment", "build_experiment", "build_method", "configure_device"]
 
 
 @dataclass
@@ -41,11 +41,6 @@ class Experiment:
     steps_per_epoch: int
     total_steps: int
     schedulers: list
-
-
-def validate_trainer(t: DictConfig) -> TrainerSettings:
-    """The typed trainer settings; one line naming the key for a bad value (before anything is built)."""
-    return TrainerSettings.from_config(t)
 
 
 def configure_device(d: DictConfig) -> tuple[torch.device, torch.dtype | None]:
@@ -65,7 +60,7 @@ def build_method(method_cfg: DictConfig, model) -> Any:
 
 def build_experiment(cfg: DictConfig, with_method: bool = True) -> Experiment:
     """Everything a run needs, validated; ``with_method=False`` (evaluation) builds no method or optimiser."""
-    trainer = validate_trainer(cfg.trainer)
+    trainer = TrainerSettings.from_config(cfg.trainer)  # one line naming a bad key, before anything is built
     device, amp_dtype = configure_device(cfg.device)
     seed_everything(cfg.seed)
     data = instantiate(cfg.data, _convert_="object")

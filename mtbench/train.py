@@ -20,18 +20,12 @@ from omegaconf import DictConfig
 
 from mtbench.baseline import format_comparison
 from mtbench.errors import ConfigError, NonFiniteLossError, RunInterrupted
-from mtbench.experiment import validate_trainer
-from mtbench.rundir import RUN_CONFIG, SUMMARY, find_resumable, only_hydra_files, write_run_config
-from mtbench.training.checkpoint import BEST, CHECKPOINT, RESUME_KEYS
-from mtbench.training.data_order import EpochSampler, Position, make_eval_loader, make_train_loader
-from mtbench.training.logging import StepLog
+from mtbench.rundir import CHECKPOINT, SUMMARY, find_resumable, only_hydra_files, write_run_config
 from mtbench.training.loop import Runner
 
 log = logging.getLogger("mtbench.train")
 
-__all__ = ["train", "format_summary", "Runner", "RunInterrupted", "NonFiniteLossError", "CHECKPOINT", "BEST",
-           "RESUME_KEYS", "RUN_CONFIG", "EpochSampler", "Position", "StepLog", "make_train_loader",
-           "make_eval_loader", "validate_trainer", "write_run_config"]
+__all__ = ["train", "format_summary", "Runner", "RunInterrupted", "NonFiniteLossError"]
 
 
 def _run_dir(cfg: DictConfig, out: Path) -> Path:

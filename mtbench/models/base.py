@@ -23,7 +23,6 @@ Nothing of the source run (its config, its code) is read or instantiated.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -33,10 +32,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from mtbench.rundir import CHECKPOINT
 from mtbench.utils import ConfigError
 
 #: the checkpoint a run directory given to model.init_from provides (the runner's checkpoints/last.pt)
-INIT_FROM_CHECKPOINT = Path("checkpoints") / "last.pt"
+INIT_FROM_CHECKPOINT = CHECKPOINT
 
 
 def _check_init_from(value: Any) -> str | None:
@@ -89,10 +89,10 @@ class Model(nn.Module):
         ``model.init_from`` loads (SRGAN: ``("generator",)``); empty: the
         model cannot be initialised from another run.
 
-    Every subclass's constructor also takes ``init_from`` (the config key
-    ``model.init_from``): :meth:`__init_subclass__` wraps it, so a model's own
-    ``__init__`` need not know the key. It is only stored (``self.init_from``);
-    the runner loads it (:meth:`load_generator`) for a fresh run.
+    Every model's constructor takes ``init_from`` (the config key
+    ``model.init_from``) and hands it to ``Model.__init__``, which checks and
+    stores it (``self.init_from``); the runner loads it
+    (:meth:`load_generator`) for a fresh run.
 
     Parameters
     ----------
@@ -111,25 +111,10 @@ class Model(nn.Module):
     #: submodules forming the generator, loaded by model.init_from (none: init_from is refused)
     generator_modules: tuple[str, ...] = ()
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Give the subclass's ``__init__`` an ``init_from=None`` keyword, stored as ``self.init_from``."""
-        super().__init_subclass__(**kwargs)
-        init = cls.__dict__.get("__init__")
-        if init is None or getattr(init, "_takes_init_from", False):
-            return
-
-        @functools.wraps(init)
-        def __init__(self, *args: Any, init_from: str | os.PathLike | None = None, **kw: Any) -> None:
-            init(self, *args, **kw)
-            self.init_from = _check_init_from(init_from)  # the outermost constructor's value wins
-
-        __init__._takes_init_from = True  # type: ignore[attr-defined]
-        cls.__init__ = __init__  # type: ignore[method-assign]
-
     def __init__(self, optim: Mapping[str, Any] | None = None,
-                 weights: Mapping[str, float] | None = None) -> None:
+                 weights: Mapping[str, float] | None = None, init_from: str | os.PathLike | None = None) -> None:
         super().__init__()
-        self.init_from: str | None = None
+        self.init_from: str | None = _check_init_from(init_from)
         self.optim_cfg = dict(optim or {})
         weights = dict(weights or {})
         unknown = sorted(set(weights) - set(self.term_names))

@@ -154,9 +154,11 @@ class CycleGANModel(Model):
                  use_dropout: bool = False, gan_mode: str = "lsgan", pool_size: int = 50,
                  init_type: str = "normal", init_gain: float = 0.02, optim: Mapping[str, Any] | None = None,
                  lr_decay: Mapping[str, Any] | None = None, paired_eval: str | bool = "auto",
-                 weights: Mapping[str, float] | None = None, metric: str = "cycle_l1") -> None:
+                 weights: Mapping[str, float] | None = None, metric: str = "cycle_l1",
+                 init_from: str | None = None) -> None:
         optim = {**DEFAULT_OPTIM, **dict(optim or {})}
-        super().__init__(optim=optim, weights={**self.default_term_weights, **dict(weights or {})})
+        super().__init__(optim=optim, weights={**self.default_term_weights, **dict(weights or {})},
+                         init_from=init_from)
         check_positive_int("image_size", image_size)
         for key, value in (("in_channels", in_channels), ("out_channels", out_channels), ("ngf", ngf),
                            ("ndf", ndf), ("n_layers_D", n_layers_D)):

@@ -104,8 +104,8 @@ class MNISTModel(Model):
     higher_is_better = True
 
     def __init__(self, scales: Mapping[str, Any] | None = None, optim: Mapping[str, Any] | None = None,
-                 weights: Mapping[str, float] | None = None) -> None:
-        super().__init__(optim=optim, weights=weights)
+                 weights: Mapping[str, float] | None = None, init_from: str | None = None) -> None:
+        super().__init__(optim=optim, weights=weights, init_from=init_from)
         self.scales_cfg = dict(scales or {"kind": "uniform", "seed": 0})
         self.net = MNISTNet()
         self.register_buffer("scales", torch.tensor(draw_scales(**self.scales_cfg), dtype=torch.float32))

@@ -129,9 +129,11 @@ class Pix2PixModel(Model):
                  ndf: int = 64, n_layers_D: int = 3, norm: str = "batch", use_dropout: bool = True,
                  gan_mode: str = "vanilla", init_type: str = "normal", init_gain: float = 0.02,
                  optim: Mapping[str, Any] | None = None, lr_decay: Mapping[str, Any] | None = None,
-                 eval_mode: str = "eval", weights: Mapping[str, float] | None = None) -> None:
+                 eval_mode: str = "eval", weights: Mapping[str, float] | None = None,
+                 init_from: str | None = None) -> None:
         optim = {**DEFAULT_OPTIM, **dict(optim or {})}
-        super().__init__(optim=optim, weights={**self.default_term_weights, **dict(weights or {})})
+        super().__init__(optim=optim, weights={**self.default_term_weights, **dict(weights or {})},
+                         init_from=init_from)
         check_positive_int("image_size", image_size)
         try:
             self.num_downs = unet_num_downs(image_size)

@@ -167,7 +167,8 @@ class SRGANModel(Model):
                  d_fc_features: int = 1024, perceptual: bool = True, adversarial: bool = True,
                  vgg_weights: str | os.PathLike | None = None, vgg_layer: str = "conv5_4",
                  gan_mode: str = "vanilla", lr_decay_at: float | None = 0.5, lr_decay_gamma: float = 0.1,
-                 optim: Mapping[str, Any] | None = None, weights: Mapping[str, float] | None = None) -> None:
+                 optim: Mapping[str, Any] | None = None, weights: Mapping[str, float] | None = None,
+                 init_from: str | None = None) -> None:
         validate.boolean("model.perceptual", perceptual)
         validate.boolean("model.adversarial", adversarial)
         removed = {n for n, on in (("perceptual", perceptual), ("adversarial", adversarial)) if not on}
@@ -177,7 +178,7 @@ class SRGANModel(Model):
         for n in removed:
             weights.pop(n, None)
         optim = dict(optim or DEFAULT_OPTIM)
-        super().__init__(optim=optim, weights=weights)
+        super().__init__(optim=optim, weights=weights, init_from=init_from)
         check_positive("model.optim.lr", self.optim_cfg.get("lr", DEFAULT_OPTIM["lr"]))
         betas = list(self.optim_cfg.get("betas", DEFAULT_OPTIM["betas"]))
         if len(betas) != 2:
