@@ -38,10 +38,11 @@ HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 EVAL_RECORD = "eval.json"  # `mtbench eval` of an unfinished run (no summary.json)
+FAILED = "failed.json"  # a multirun job that failed (mtbench.sweep)
 CHECKPOINT = Path("checkpoints") / "last.pt"
 BEST = Path("checkpoints") / "best.pt"
 
-__all__ = ["RUN_CONFIG", "SUMMARY", "METRICS", "EVAL_RECORD", "CHECKPOINT", "BEST", "recorded_overrides", "rebuild_config", "allowed_targets", "check_targets",
+__all__ = ["RUN_CONFIG", "SUMMARY", "METRICS", "EVAL_RECORD", "FAILED", "CHECKPOINT", "BEST", "recorded_overrides", "rebuild_config", "allowed_targets", "check_targets",
            "choice", "flat_hparams", "write_run_config", "build_summary", "write_summary", "read_summary", "find_resumable",
            "only_hydra_files"]
 

@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-FAILED = "failed.json"
+from mtbench.rundir import FAILED, SUMMARY
 
 
 def in_multirun() -> bool:
@@ -50,7 +50,7 @@ class SweepReport(Callback):
         if not sweep.is_dir():
             return
         failed = sorted(sweep.glob(f"*/{FAILED}"))
-        done = sorted(sweep.glob("*/summary.json"))
+        done = sorted(sweep.glob(f"*/{SUMMARY}"))
         print(f"sweep {sweep}: {len(done)} job(s) finished, {len(failed)} failed", file=sys.stderr)
         for f in failed:
             msg = json.loads(f.read_text()).get("error", "?")

@@ -36,7 +36,8 @@ from mtbench.data.mnist import mnist5k
 from mtbench.experiment import build_method
 from mtbench.utils import resolve_device
 
-METHODS = ["fixed", "softadapt", "softadapt_normalized", "softadapt_loss_weighted", "mtadam"]
+# every method config (conf/method/*.yaml), fixed first: the ratios are relative to it
+METHODS = sorted((p.stem for p in (config_dir() / "method").glob("*.yaml")), key=lambda m: (m != "fixed", m))
 
 
 def build(method: str, device: torch.device):
