@@ -80,12 +80,22 @@ def _guarded(fn, cfg):
     """Run fn(cfg); known errors become one line and exit status 2.
 
     In a multirun, any error is recorded in the job's folder (failed.json) and
-    the sweep goes on; the sweep's end report lists the failures.
+    the sweep goes on; the sweep's end report lists the failures. An interrupt
+    (SIGINT/SIGTERM: :class:`~mtbench.errors.RunInterrupted`) is not a failure:
+    it prints how to continue and exits 128 + the signal number, which also
+    stops a multirun (the reproduce scripts resume it when rerun).
     """
+    from mtbench.errors import RunInterrupted
     from mtbench.sweep import in_multirun, record_failure
 
     try:
         return fn(cfg)
+    except RunInterrupted as stop:  # not a failure: the checkpoint is written; the sweep stops here too
+        hint = stop.hint or (f"continue with `mtbench train <same overrides> resume=true "
+                             f"hydra.run.dir={stop.path.parent.parent}`")
+        print(f"interrupted by signal {stop.signum} at step {stop.step}: checkpoint {stop.path}; {hint}",
+              file=sys.stderr)
+        raise SystemExit(128 + stop.signum) from None
     except Exception as err:  # noqa: BLE001 - turned into one line below
         msg = explain(err)
         if in_multirun():
@@ -99,16 +109,9 @@ def _guarded(fn, cfg):
 
 
 def _train_task(cfg) -> float | None:
-    from mtbench.errors import RunInterrupted
     from mtbench.train import format_summary, train
 
-    try:
-        summary = _guarded(train, cfg)
-    except RunInterrupted as stop:
-        print(f"interrupted at step {stop.step}: checkpoint {stop.path}; continue with "
-              f"`mtbench train <same overrides> resume=true hydra.run.dir={stop.path.parent.parent}`",
-              file=sys.stderr)
-        raise SystemExit(128 + stop.signum) from None
+    summary = _guarded(train, cfg)
     if summary is None:  # a failed multirun job (recorded)
         return None
     print(format_summary(summary))
