@@ -1,4 +1,5 @@
-"""Image datasets: aligned (pix2pix), unaligned (CycleGAN), SR folders, embedded photos, downloader.
+"""Image datasets: aligned (pix2pix), unaligned (CycleGAN), SR folders, embedded photos (the downloader:
+test_download.py).
 
 All offline and on CPU: folders are built in tmp_path with PIL; the embedded sets
 read scikit-image's bundled photos.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import socket
-import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,6 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from mtbench.cli import config_dir
-from mtbench.data import download as dl
 from mtbench.data.aligned import aligned_splits
 from mtbench.data.base import DataError, DataSplits
 from mtbench.data.embedded_images import (
@@ -481,64 +480,6 @@ def test_embedded_default_build_is_fast():
     splits = pix2pix_embedded()
     assert len(splits.train) == 400
     assert time.perf_counter() - start < 5.0
-
-
-# -- download helper ------------------------------------------------------------------
-@pytest.fixture
-def fake_download(monkeypatch):
-    calls = []
-
-    def fake(url, download_root, extract_root=None, filename=None, md5=None, remove_finished=False):
-        calls.append(dict(url=url, download_root=download_root, extract_root=extract_root, filename=filename))
-        name = filename.split(".")[0]
-        for sub in ("train", "trainA", "trainB"):
-            (Path(extract_root) / name / sub).mkdir(parents=True, exist_ok=True)
-
-    monkeypatch.setattr(dl, "download_and_extract_archive", fake)
-    return calls
-
-
-def test_download_urls(fake_download, tmp_path):
-    assert dl.download("pix2pix", "facades", tmp_path) == tmp_path / "facades"
-    assert dl.download("cyclegan", "horse2zebra", tmp_path / "cg") == tmp_path / "cg" / "horse2zebra"
-    assert fake_download[0] == dict(url="http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/facades.tar.gz",
-                                    download_root=str(tmp_path), extract_root=str(tmp_path),
-                                    filename="facades.tar.gz")
-    assert fake_download[1]["url"] == "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/horse2zebra.zip"
-    assert dl.main(["pix2pix", "edges2shoes", "--root", str(tmp_path)]) == 0
-    assert fake_download[2]["url"].endswith("/pix2pix/datasets/edges2shoes.tar.gz")
-
-
-def test_download_unknown_name(fake_download, tmp_path, capsys):
-    with pytest.raises(DataError) as err:
-        dl.download("pix2pix", "horse2zebra", tmp_path)
-    assert "facades" in str(err.value) and "night2day" in str(err.value)
-    assert dl.main(["cyclegan", "zebras", "--root", str(tmp_path)]) == 1
-    assert "apple2orange" in capsys.readouterr().err
-    assert fake_download == []
-
-
-def test_download_refuses_non_empty_target(fake_download, tmp_path):
-    (tmp_path / "facades").mkdir()
-    (tmp_path / "facades" / "keep.txt").write_text("mine")
-    with pytest.raises(DataError, match="not overwriting") as err:
-        dl.download("pix2pix", "facades", tmp_path)
-    assert str(tmp_path / "facades") in str(err.value) and fake_download == []
-    (tmp_path / "maps").mkdir()  # an empty folder is fine
-    dl.download("pix2pix", "maps", tmp_path)
-    assert len(fake_download) == 1
-
-
-def test_download_network_failure(monkeypatch, tmp_path):
-    def offline(url, *args, **kwargs):
-        raise urllib.error.URLError("no route to host")
-
-    monkeypatch.setattr(dl, "download_and_extract_archive", offline)
-    with pytest.raises(DataError) as err:
-        dl.download("cyclegan", "monet2photo", tmp_path)
-    msg = str(err.value)
-    assert "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/monet2photo.zip" in msg
-    assert "by hand" in msg and str(tmp_path) in msg and "\n" not in msg
 
 
 # -- configs --------------------------------------------------------------------------
