@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import random
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 
 
 from mtbench.errors import ConfigError  # noqa: F401 - re-exported: most modules import it from here
+from mtbench.errors import DataError
 
 
 def seed_everything(seed: int) -> None:
@@ -82,31 +85,88 @@ def _to_tuple(x: Any) -> Any:
     return tuple(_to_tuple(v) for v in x) if isinstance(x, list) else x
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temp file in the same folder, then rename over ``path``."""
+#: errno -> what a write that failed with it says: the disk (or quota, or file size limit) is full
+_FULL_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "no space left on device (disk quota exceeded)",
+                errno.EFBIG: "file size limit exceeded"}
+
+
+class DiskFullError(DataError):
+    """A write failed for want of space (ENOSPC, EDQUOT) or a file size limit (EFBIG); one line naming the file.
+
+    The file it was writing is untouched (writes go through :func:`atomic_writer`); ``errno`` is the cause's.
+    """
+
+    def __init__(self, path: str | os.PathLike, errno_: int) -> None:
+        self.path, self.errno = Path(path), errno_
+        super().__init__(f"{_FULL_ERRNOS[errno_]} while writing {path}; nothing was written there "
+                         f"(free some space or raise the limit, then run again)")
+
+
+def disk_full_error(exc: BaseException, path: str | os.PathLike) -> DiskFullError | None:
+    """A :class:`DiskFullError` for ``path`` when ``exc`` or an exception it chains from is an OSError of a full
+    disk, quota or file size limit (torch.save reports one as a RuntimeError whose context is the OSError)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, DiskFullError):
+            return exc
+        if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+            return DiskFullError(path, exc.errno)
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _umask() -> int:
+    """The process umask (read from /proc where there is one: changing it to read it is not thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Write ``path`` all or nothing: yields a file open on a temp file in the same folder
+    (``<name>.<random>.tmp``), synced and renamed over ``path`` when the block ends without error.
+
+    ``os.replace`` replaces ``path`` itself: a symbolic link there is replaced, never written through.
+    On any error the temp file is removed and ``path`` is untouched; a full disk, quota or file size
+    limit becomes one :class:`DiskFullError` line naming ``path``. The file gets the mode a plain
+    ``open`` would give (0o666 less the umask), not mkstemp's 0o600; text is UTF-8.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        full = disk_full_error(exc, path)
+        if full is not None and full is not exc:
+            raise full from exc
         raise
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save to a temp file in the same folder, then rename over ``path`` (:func:`atomic_writer`)."""
+    with atomic_writer(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def atomic_write_text(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` all or nothing (:func:`atomic_writer`)."""
+    with atomic_writer(path, "w") as f:
+        f.write(text)
 
 
 def versions() -> dict[str, str]:
