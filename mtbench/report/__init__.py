@@ -41,25 +41,31 @@ as they are: their ``test_metrics`` are read as ``metrics`` and their
 ``val_score`` as ``score``.
 
 The report never deletes anything in ``--out`` and refuses to replace a report
-file that is already there unless ``overwrite=True`` (``--overwrite``).
+file that is already there (a file, or a symbolic link, even a dangling one)
+unless ``overwrite=True`` (``--overwrite``). Every file is written to a temp
+file in ``--out`` and renamed over its name (:func:`mtbench.utils.atomic_writer`):
+a link there is replaced, never written through, and a full disk leaves the
+previous file whole and no partial PNG (one ``error:`` line naming the file).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mtbench.errors import ArgParser
+from mtbench.errors import ArgParser, DataError
 from mtbench.baseline import load_baselines
 from mtbench.report.figures import LOSS_NOTE, plan_figures, total_loss
 from mtbench.report.runs import METRICS, SUMMARY, PathLike, Run, RunDirs, UnfinishedRun, _as_list, find_runs, \
     load_run, read_metrics, unfinished_run
 from mtbench.report.table import METHOD_ORDER, TRIVIAL_LABEL, TRIVIAL_METHODS, Row, Stat, build_rows, markdown, \
     method_rank, to_csv
+from mtbench.utils import atomic_write_text
 
 __all__ = ["METHOD_ORDER", "TRIVIAL_LABEL", "TRIVIAL_METHODS", "Row", "Run", "RunDirs", "Stat", "UnfinishedRun",
            "build_rows", "find_runs", "load_run", "main", "make_report", "method_rank", "read_metrics", "total_loss"]
@@ -97,11 +103,7 @@ def make_report(paths: PathLike | Iterable[PathLike], out_dir: PathLike,
     out = Path(out_dir).expanduser()
     names = ["report.md", "report.csv", *[n for n, _ in plans]]
     if not overwrite:
-        there = [n for n in names if (out / n).exists()]
-        if there:
-            raise FileExistsError(f"{out} already holds a report ({', '.join(there[:4])}"
-                                  f"{', ...' if len(there) > 4 else ''}); pass --overwrite "
-                                  f"(overwrite=True) or choose another output folder")
+        _refuse_existing(out, names)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: not a directory")
     out.mkdir(parents=True, exist_ok=True)
@@ -109,10 +111,22 @@ def make_report(paths: PathLike | Iterable[PathLike], out_dir: PathLike,
     md = markdown(rows, unfinished, notes, sources, len(runs), figures, LOSS_NOTE)
     for name, draw in plans:
         draw(out / name)
-    (out / "report.csv").write_text(to_csv(rows))
-    (out / "report.md").write_text(md)
+    atomic_write_text(to_csv(rows), out / "report.csv")
+    atomic_write_text(md, out / "report.md")
     return {"out_dir": out, "rows": rows, "files": [out / n for n in names], "unfinished": unfinished,
             "notes": notes, "markdown": md, "console": markdown(rows, unfinished, notes, sources, len(runs))}
+
+
+def _refuse_existing(out: Path, names: list[str]) -> None:
+    """``FileExistsError`` (one line) when a report file is in ``out``, as a file, folder or link (even dangling)."""
+    there = [n for n in names if os.path.lexists(out / n)]
+    if there:
+        links = [n for n in there if (out / n).is_symlink()]
+        raise FileExistsError(f"{out} already holds a report ({', '.join(there[:4])}"
+                              f"{', ...' if len(there) > 4 else ''}"
+                              f"{'; ' + ', '.join(links[:4]) + ' a symbolic link' if links else ''}); "
+                              f"pass --overwrite (overwrite=True: it replaces them, links included, never "
+                              f"writing through a link) or choose another output folder")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or str(Path("reports") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
     try:
         res = make_report(args.paths, out, baseline=args.baseline, overwrite=args.overwrite)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, DataError) as err:  # DataError: a full disk (utils.DiskFullError)
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(res["console"].rstrip())

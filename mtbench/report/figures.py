@@ -23,6 +23,7 @@ from pathlib import Path
 
 from mtbench.report.runs import METRICS, Run
 from mtbench.report.table import Row, group_rows
+from mtbench.utils import atomic_writer
 
 LOSS_NOTE = ("Total loss: the unweighted sum of the logged loss terms (`loss/<term>`, each averaged over its "
              "logging interval; a GAN's `loss/D` is not included), mean over seeds with a min-max band.")
@@ -82,10 +83,12 @@ def _new_figure():
 
 
 def _save(fig, path: Path) -> None:
+    """PNG into a temp file renamed over ``path``: never through a link, never a partial file."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=120)
+    with atomic_writer(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
 
 
 def _finish_axes(ax, xlabel: str, ylabel: str) -> None:
