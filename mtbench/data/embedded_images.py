@@ -45,7 +45,7 @@ from torch.utils.data import Dataset
 
 from mtbench import validate
 from mtbench.data.base import DataError, DataSplits
-from mtbench.data.transforms import bicubic_downscale, uint8_to_pm1
+from mtbench.data.transforms import bicubic_downscale, to_rgb8, uint8_to_pm1
 
 #: Source photos of each split (files in scikit-image's data folder).
 EMBEDDED_PHOTOS: dict[str, tuple[str, ...]] = {
@@ -69,13 +69,13 @@ def skimage_data_dir() -> Path:
 
 @lru_cache(maxsize=None)
 def load_photo(filename: str) -> np.ndarray:
-    """A bundled photo as an (H, W, 3) uint8 array (grey or RGBA converted to RGB)."""
+    """A bundled photo as an (H, W, 3) uint8 array (grey, RGBA or 16-bit converted to 8-bit RGB)."""
     path = skimage_data_dir() / filename
     if not path.is_file():
         raise DataError(f"scikit-image's bundled photo {path} is missing; reinstall scikit-image "
                         f"(pip install --force-reinstall scikit-image)")
     with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB"))
+        arr = np.asarray(to_rgb8(im, path))
     arr.setflags(write=False)
     return arr
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
@@ -63,15 +64,20 @@ def list_images(folder: str | os.PathLike, what: str, hint: str = "",
     Raises
     ------
     DataError
-        The folder is missing, not a folder, or holds no image file.
+        The folder is missing, not a folder, holds no image file, or a folder
+        under it cannot be read (named; never skipped silently).
     """
     folder = Path(folder)
     if not folder.is_dir():
         state = "is not a folder" if folder.exists() else "not found"
         raise DataError(f"{what} {state}: {describe(folder)}" + (f"; {hint}" if hint else ""))
+    def unreadable(err: OSError) -> None:  # os.walk would skip the folder silently
+        raise DataError(f"{what}: cannot read the folder {err.filename} under {describe(folder)} "
+                        f"({err.strerror or err}); fix its permissions or move it out")
+
     paths = sorted(
         Path(dirpath) / f
-        for dirpath, _, files in os.walk(folder)
+        for dirpath, _, files in os.walk(folder, onerror=unreadable)
         for f in files
         if f.lower().endswith(IMG_EXTENSIONS)
     )
@@ -103,12 +109,39 @@ def read_sizes(paths: Sequence[Path]) -> list[tuple[int, int]]:
 
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Decode an image fully as RGB; a corrupt or truncated file raises :class:`DataError` naming it."""
+    """Decode an image fully as 8-bit RGB (:func:`to_rgb8`); a corrupt or truncated file raises
+    :class:`DataError` naming it."""
     try:
         with Image.open(path) as im:
-            return im.convert("RGB")  # convert() forces the full decode
+            return to_rgb8(im, path)  # forces the full decode
     except _READ_ERRORS as exc:
         raise DataError(f"unreadable or corrupt image file {path}: {exc}; replace or delete it") from exc
+
+
+def to_rgb8(im: Image.Image, path: str | os.PathLike) -> Image.Image:
+    """``im`` as 8-bit RGB, whatever its depth.
+
+    PIL's ``convert("RGB")`` clips the integer modes to 255 (a 16-bit ramp 0..65535
+    becomes almost all white), so single-channel integer images (``I;16*``, and ``I``
+    with values above 255) are scaled: ``round(v / 257)``, 0 -> 0 and 65535 -> 255.
+    An ``I`` image with values in 0..255 is 8-bit data and kept. Values outside
+    0..65535 and floating-point images (``F``) raise :class:`DataError` naming
+    ``path``. Other modes (L, P, RGBA, CMYK, 16-bit RGB PNGs, which PIL reads as
+    8-bit RGB...) go through ``convert("RGB")``.
+    """
+    if im.mode == "F":
+        raise DataError(f"image file {path} has floating-point pixels (PIL mode F); convert it to an 8- or 16-bit "
+                        f"RGB or grey image")
+    if im.mode != "I" and not im.mode.startswith("I;16"):
+        return im.convert("RGB")
+    values = np.asarray(im).astype(np.int64)
+    lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)
+    if lo < 0 or hi > 65535:
+        raise DataError(f"image file {path} has {im.mode} pixels outside 0..65535 (min {lo}, max {hi}); "
+                        f"convert it to an 8- or 16-bit RGB or grey image")
+    if im.mode.startswith("I;16") or hi > 255:
+        values = (values * 255 + 32767) // 65535  # round(v * 255 / 65535) = round(v / 257)
+    return Image.fromarray(values.astype(np.uint8), "L").convert("RGB")
 
 
 def to_tensor(img: Image.Image | Tensor) -> Tensor:
