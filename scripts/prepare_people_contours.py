@@ -18,7 +18,9 @@ It has no test split, and tuning on the split we report would leak, so:
   ``G_A(A)`` against the true photo.
 
 Run again with the same arguments it does nothing; it never overwrites an
-``OUT`` made from other arguments.
+``OUT`` made from other arguments. It builds ``OUT.partial`` and renames it to
+``OUT`` when complete; an ``OUT.partial`` it did not make (an interrupted
+prepare, or one running now) is refused, never deleted.
 
     python scripts/prepare_people_contours.py ../shared/data/people_contours runs/reproduce/data/people_contours
 """
@@ -34,6 +36,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from mtbench.data.transforms import to_rgb8
+from mtbench.errors import DataError
+
 MARKER = "prepared.json"
 
 
@@ -45,10 +50,10 @@ def numbered(folder: Path) -> list[Path]:
 def split_pair(src: Path, out_a: Path, out_b: Path) -> None:
     """Write the contour half (right, B of the source) to out_a and the photo half (left) to out_b."""
     with Image.open(src) as im:
-        im = im.convert("RGB")
+        im = to_rgb8(im, src)  # 16-bit sources scaled, not clipped
         w, h = im.size
         if w % 2:
-            raise SystemExit(f"error: {src} is {w}x{h}: an A|B pair needs an even width")
+            raise ValueError(f"{src} is {w}x{h}: an A|B pair needs an even width")
         im.crop((w // 2, 0, w, h)).save(out_a)
         im.crop((0, 0, w // 2, h)).save(out_b)
 
@@ -87,8 +92,30 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():  # left by an interrupted run
-        shutil.rmtree(tmp)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.mkdir()  # exclusive: a .partial folder this run did not make is never touched
+    except FileExistsError:
+        print(f"error: {tmp} already exists (an interrupted prepare, or one running now): check whether another "
+              f"prepare is running, else remove {tmp} and run again", file=sys.stderr)
+        return 2
+    try:
+        build(tmp, splits, manifest)
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        tmp.rename(out)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)  # made by this run (mkdir above), nothing else in it
+        if isinstance(err, (OSError, ValueError, DataError)):  # a bad source image, a full disk: one line
+            print(f"error: {err}; nothing was written to {out}", file=sys.stderr)
+            return 2
+        raise
+    print(f"{out}: aligned/ and unpaired/ with {manifest['counts']}")
+    return 0
+
+
+def build(tmp: Path, splits: dict[str, list[Path]], manifest: dict) -> None:
+    """The aligned/ links, the unpaired/ halves and the marker, in ``tmp``."""
     for name, files in splits.items():
         aligned = tmp / "aligned" / name
         fa, fb = tmp / "unpaired" / f"{name}A", tmp / "unpaired" / f"{name}B"
@@ -98,12 +125,6 @@ def main(argv: list[str] | None = None) -> int:
             os.symlink(f, aligned / f.name)
             split_pair(f, fa / f"{f.stem}.png", fb / f"{f.stem}.png")
     (tmp / MARKER).write_text(json.dumps(manifest, indent=1))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        out.rmdir()  # empty (checked above)
-    tmp.rename(out)
-    print(f"{out}: aligned/ and unpaired/ with {manifest['counts']}")
-    return 0
 
 
 if __name__ == "__main__":
