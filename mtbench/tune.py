@@ -36,15 +36,37 @@ workers (``tune.worker=k``) on several machines share one study through it.
 The best weights go to ``<baselines_dir>/<model>-<data>.yaml`` with the
 validation score, the test metrics of a full-budget run with those weights
 (``tune.final_run``), the budget, the trial counts and the command.
+
+Faults lose nothing. SIGINT/SIGTERM end tune as
+:class:`~mtbench.errors.RunInterrupted` (the command line prints one line
+with the command that continues the study and exits 128 + the signal): the
+trial in training writes its checkpoint, is FAIL in the study and marked
+``interrupted``. Every run first FAILs the RUNNING trials left by a dead
+worker process of this host, then enqueues again the interrupted trials
+(each time) and the other failed enqueued trials (once), then the default
+weights unless a trial already has them (:func:`prepare_queue`). Each trial
+trains in its own ``trial_<number>`` folder and the final run in
+``final_best_weights``, created atomically (``_2``, ``_3``... when another
+run shares the output folder). A storage Optuna cannot open, a journal that
+is not one, or a baseline file that cannot be read or written is one
+:class:`ConfigError` line before any trial; a journal's last record cut short
+by a killed writer is set aside (:func:`check_journal`).
 """
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
+import itertools
+import json
 import logging
 import math
+import os
+import re
+import signal
+import socket
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +76,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mtbench import validate
 from mtbench.baseline import baseline_path
-from mtbench.errors import NonFiniteLossError
+from mtbench.errors import NonFiniteLossError, RunInterrupted
 from mtbench.experiment import build_experiment
 from mtbench.train import train
 from mtbench.utils import ConfigError, atomic_write_text
@@ -82,18 +104,136 @@ def _validate(t: DictConfig) -> None:
         raise ConfigError(f"tune.range_factor must be a number > 1, got {t.range_factor!r}")
 
 
-def make_storage(spec: str | Path):
-    """A database URL (``sqlite:///...``, ``postgresql://...``) or a journal file path."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
+def make_storage(spec: str | Path, key: str = "tune.storage"):
+    """A database URL (``sqlite:///...``, ``postgresql://...``) or a journal file path, checked first.
 
+    Anything Optuna cannot open is one :class:`ConfigError` line naming ``key``,
+    the file or the URL (password hidden) and what to do.
+    """
     spec = str(spec)
     if "://" in spec:
-        return optuna.storages.RDBStorage(spec, engine_kwargs={"connect_args": {"timeout": 60}}
-                                          if spec.startswith("sqlite") else {})
-    path = Path(spec)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
+        return _database_storage(spec, key)
+    return _journal_storage(Path(spec), key)
+
+
+def hide_password(url: str) -> str:
+    """``scheme://user:***@host/db``: a URL as it may be printed or written to a baseline file."""
+    return re.sub(r"^([^:/]+://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(getattr(err, "orig", None) or err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _database_storage(url: str, key: str):
+    import optuna
+    from sqlalchemy import exc
+
+    shown, scheme = hide_password(url), url.split("://", 1)[0]
+    kwargs = {"connect_args": {"timeout": 60}} if scheme.startswith("sqlite") else {}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    except (exc.NoSuchModuleError, exc.ArgumentError):
+        raise ConfigError(f"{key}={shown}: unknown database URL scheme {scheme!r}; give a journal file path or a "
+                          f"URL such as sqlite:///study.db or postgresql://user@host/db") from None
+    except ImportError:
+        raise ConfigError(f"{key}={shown}: the Python database driver for {scheme!r} is not installed; install it "
+                          f"(e.g. psycopg2-binary for postgresql) or give a journal file path") from None
+    except (exc.SQLAlchemyError, ValueError) as err:
+        raise ConfigError(f"{key}={shown}: cannot open the database ({_first_line(err)}); check the URL, the "
+                          f"server and the permissions, or give a journal file path") from None
+
+
+def _journal_storage(path: Path, key: str):
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if path.is_dir():
+        raise ConfigError(f"{key}={path} is a directory; give a journal file path or a database URL")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        check_journal(path)
+        return JournalStorage(JournalFileBackend(str(path)))
+    except ConfigError:
+        raise
+    except OSError as err:
+        raise ConfigError(f"{key}={path}: cannot use the journal file ({err.strerror or err}); give a writable "
+                          f"journal file path or a database URL") from None
+    except (ValueError, KeyError, TypeError, IndexError, AssertionError) as err:  # Optuna could not replay it
+        raise ConfigError(_not_a_journal(path, f"{type(err).__name__}: {_first_line(err)}")) from None
+
+
+#: how Optuna's JournalStorage starts every record (one JSON object a line)
+JOURNAL_RECORD = b'{"op_code":'
+
+
+def _not_a_journal(path: Path, why: str) -> str:
+    return (f"{path} is not an Optuna journal that tune can read ({why[:200]}); move it aside to start a new "
+            f"study, or point tune.storage at the study's journal")
+
+
+def check_journal(path: Path) -> None:
+    """Refuse a file that is not an Optuna journal; set aside a last record cut short by a killed writer.
+
+    Optuna reads past a last line without its newline (another worker may be
+    writing it) but the next record appended to the file would be glued to it,
+    and the journal could no longer be read. Under Optuna's own journal lock
+    (so that no live worker is mid-write) such a tail is moved to
+    ``<journal>.partial-<time>`` and cut off; every complete record stays.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    *records, tail = data.split(b"\n")
+    for number, line in enumerate(records, 1):
+        try:
+            record = json.loads(line)
+        except ValueError as err:
+            raise ConfigError(_not_a_journal(path, f"line {number} is not JSON: {err}")) from None
+        if not isinstance(record, dict) or not isinstance(record.get("op_code"), int):
+            raise ConfigError(_not_a_journal(path, f"line {number} is not a journal record"))
+    if not tail:
+        return
+    if not (tail.startswith(JOURNAL_RECORD) or JOURNAL_RECORD.startswith(tail)):
+        raise ConfigError(_not_a_journal(path, f"line {len(records) + 1} is not a journal record"))
+    _set_aside_partial_record(path)
+
+
+def _set_aside_partial_record(path: Path) -> None:
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    lock = JournalFileSymlinkLock(str(path))  # the lock JournalFileBackend takes to append
+    lock.acquire()
+    try:
+        data = path.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        if cut == len(data):  # a live worker was writing it: it is whole now
+            return
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        aside = _fresh_path(path.with_name(f"{path.name}.partial-{stamp}"))
+        aside.write_bytes(data[cut:])
+        os.truncate(path, cut)
+    finally:
+        lock.release()
+    log.warning("study journal %s ended in a record cut short (a worker stopped while writing it): moved its "
+                "%d bytes to %s; every complete record is kept", path, len(data) - cut, aside)
+
+
+def _fresh_path(base: Path, make_dir: bool = False) -> Path:
+    """``base``, else ``base_2``, ``base_3``...: the first that did not exist, created here (atomically, so two
+    processes never get the same one)."""
+    for k in itertools.count(1):
+        cand = base if k == 1 else base.with_name(f"{base.name}_{k}")
+        try:
+            if make_dir:
+                cand.mkdir(parents=True)
+            else:
+                os.close(os.open(cand, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return cand
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
 
 
 def search_space(term_names: list[str], defaults: dict[str, float], fixed_terms, factor: float):
@@ -142,8 +282,254 @@ def _counts(study, max_resource: int) -> dict[str, int]:
             "failed": states.count(TrialState.FAIL), "total": len(states), "full_budget": full}
 
 
+# -- the study's queue: retries and the default weights -------------------------------------------------------
+
+#: trial user attributes: who runs it, why it stopped, which failed trial it repeats
+WORKER, INTERRUPTED, RETRY_OF = "worker", "interrupted", "retry_of"
+
+
+def _worker(number: int) -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "worker": number}
+
+
+def _is_dead(worker: Any) -> bool:
+    """True only for a worker of this host whose process is gone (another host's cannot be checked)."""
+    if not isinstance(worker, dict) or worker.get("host") != socket.gethostname():
+        return False
+    pid = worker.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if pid == os.getpid():  # this process, before its first trial: it runs none of them
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def _mark_interrupted(study, trial, why: dict[str, Any]) -> bool:
+    """FAIL a RUNNING trial that no process runs any more, recording why (False: it had finished meanwhile)."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    try:  # Optuna has no public call to set another process's trial attribute; its own callbacks do this
+        study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, why)
+        study.tell(trial.number, state=TrialState.FAIL)
+    except (UpdateFinishedTrialError, ValueError, RuntimeError):
+        return False
+    return True
+
+
+def fail_orphaned_trials(study) -> list[int]:
+    """FAIL the RUNNING trials whose worker process on this host has died (killed, crashed, power cut).
+
+    Optuna's journal storage has no heartbeat, so such a trial would stay RUNNING
+    forever and never be retried. Trials of live workers, and of other hosts
+    (whose processes cannot be checked), are left alone.
+    """
+    from optuna.trial import TrialState
+
+    failed = []
+    for tr in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        who = tr.user_attrs.get(WORKER)
+        if _is_dead(who) and _mark_interrupted(study, tr, {"signal": None, "step": None,
+                                                           "reason": f"worker pid {who['pid']} died"}):
+            log.warning("trial %d was left RUNNING by worker pid %d on this host, which is gone: marked FAIL",
+                        tr.number, who["pid"])
+            failed.append(tr.number)
+    return failed
+
+
+def _trial_params(tr) -> dict[str, Any]:
+    return dict(tr.system_attrs.get("fixed_params") or tr.params)
+
+
+def _same_params(params: dict[str, Any], wanted: dict[str, float]) -> bool:
+    return params.keys() == wanted.keys() and all(
+        isinstance(params[n], (int, float)) and math.isclose(params[n], wanted[n], rel_tol=1e-9) for n in wanted)
+
+
+def _in_space(params: dict[str, Any], ranges: dict[str, tuple[float, float]]) -> bool:
+    return params.keys() == ranges.keys() and all(
+        isinstance(params[n], (int, float)) and low * (1 - 1e-9) <= params[n] <= high * (1 + 1e-9)
+        for n, (low, high) in ranges.items())
+
+
+def trials_to_retry(trials, ranges: dict[str, tuple[float, float]]) -> list[tuple[int, dict[str, float]]]:
+    """(number, params) of the FAILED trials to run again, oldest first.
+
+    A trial stopped by a signal or whose worker died is retried every time (it
+    never got to finish); any other failed trial that was enqueued (the default
+    weights, a retry) is retried once, so that a trial that fails by itself
+    does not repeat forever. Trials already retried, or whose params no longer
+    fit the search space (other ranges or fixed terms), are skipped.
+    """
+    from optuna.trial import TrialState
+
+    retried = {tr.user_attrs.get(RETRY_OF) for tr in trials}
+    out = []
+    for tr in trials:
+        if tr.state != TrialState.FAIL or tr.number in retried:
+            continue
+        enqueued_first_try = "fixed_params" in tr.system_attrs and RETRY_OF not in tr.user_attrs
+        if INTERRUPTED not in tr.user_attrs and not enqueued_first_try:
+            continue
+        params = _trial_params(tr)
+        if _in_space(params, ranges):
+            out.append((tr.number, {n: float(params[n]) for n in ranges}))
+        else:
+            log.info("failed trial %d is not retried: its params %s lie outside this search space", tr.number, params)
+    return out
+
+
+def prepare_queue(study, ranges: dict[str, tuple[float, float]], defaults: dict[str, float] | None) -> None:
+    """Before this worker's trials: fail orphaned trials, enqueue the retries, then the default weights.
+
+    ``defaults`` (``tune.enqueue_defaults``) are enqueued unless a trial with
+    exactly those params exists (complete, pruned, waiting, running, or failed:
+    a failed one is retried by the rule of :func:`trials_to_retry`). Optuna's
+    ``enqueue_trial(..., skip_if_exists=True)`` would count a failed trial as
+    existing and never retry it. Two workers starting at the same moment may
+    both enqueue the same trial (as Optuna's own check may): one extra trial.
+    """
+    fail_orphaned_trials(study)
+    for number, params in trials_to_retry(study.get_trials(deepcopy=False), ranges):
+        study.enqueue_trial(params, user_attrs={RETRY_OF: number})
+        log.info("failed trial %d is enqueued again", number)
+    if defaults is not None:
+        wanted = {n: float(defaults[n]) for n in ranges}
+        if not any(_same_params(_trial_params(tr), wanted) for tr in study.get_trials(deepcopy=False)):
+            study.enqueue_trial(wanted)
+
+
+# -- interrupts ---------------------------------------------------------------------------------------------------
+
+class _Progress:
+    """Where this tune run is: what an interrupt tells the user to run, and what it cleans up."""
+
+    def __init__(self, n_trials: int) -> None:
+        self.command = " ".join(["mtbench", "tune", *sys.argv[1:]])
+        self.n_trials, self.finished, self.phase = n_trials, 0, "start"
+        self.study: Any = None
+        self.study_name, self.storage = "", ""
+
+    def where(self) -> str:
+        """The study's storage: what a rerun continues from."""
+        return self.storage or "nothing yet"
+
+    def hint(self) -> str:
+        rerun = f"rerun the same `{self.command}`"
+        if self.study is None:
+            return f"no trial had started; {rerun} to tune"
+        study = f"study {self.study_name!r} in {self.storage}"
+        if self.phase == "final":
+            return (f"{rerun} to continue {study} (every trial of this run had finished; the rerun runs "
+                    f"tune.n_trials more trials, then the final run with the best weights)")
+        left = self.n_trials - self.finished
+        return (f"{rerun} to continue {study}: the interrupted trial is retried from its start "
+                f"({self.finished} of this run's {self.n_trials} trials had finished; tune.n_trials={left} "
+                f"runs just the rest)")
+
+    def fail_own_running(self) -> None:
+        """After an interrupt: a trial of this process still RUNNING (stopped inside Optuna) becomes FAIL."""
+        if self.study is None:
+            return
+        from optuna.trial import TrialState
+
+        for tr in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            who = tr.user_attrs.get(WORKER)
+            if isinstance(who, dict) and who.get("pid") == os.getpid() and who.get("host") == socket.gethostname():
+                _mark_interrupted(self.study, tr, {"signal": None, "step": None, "reason": "interrupted"})
+
+
+class _SignalsInterrupt:
+    """SIGINT/SIGTERM raise :class:`RunInterrupted` at once while tune is outside a training loop.
+
+    The loop (:meth:`mtbench.training.loop.Runner.fit`) installs its own
+    handlers (finish the step, checkpoint, raise RunInterrupted) and puts these
+    back when it returns. As there, a second signal raises KeyboardInterrupt.
+    """
+
+    def __init__(self, progress: _Progress) -> None:
+        self.progress = progress
+        self.signum: int | None = None
+        self.old: dict[int, Any] = {}
+
+    def _on_signal(self, signum: int, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        log.warning("signal %d received: stopping tune", signum)
+        raise RunInterrupted(signum, 0, self.progress.where())
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self.old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self.old.items():
+            signal.signal(s, handler)
+
+
+class _NoInterruptTraceback(logging.Filter):
+    """Optuna logs a failed trial with its traceback; an interrupt is not a bug: its one line is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], (RunInterrupted, KeyboardInterrupt)):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def tune(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
-    """Run this worker's trials, then write the baseline file from the whole study."""
+    """Run this worker's trials, then write the baseline file from the whole study.
+
+    An interrupt (SIGINT/SIGTERM) ends it as :class:`RunInterrupted` whose hint
+    says how to continue the study; the interrupted trial is FAIL in the study,
+    marked ``interrupted``, and the next run retries it.
+    """
+    progress = _Progress(int(cfg.tune.n_trials))
+    quiet = _NoInterruptTraceback()
+    optuna_log = logging.getLogger("optuna.study._optimize")
+    optuna_log.addFilter(quiet)
+    try:
+        with _SignalsInterrupt(progress):
+            try:
+                return _tune(cfg, out, progress)
+            except RunInterrupted as stop:
+                progress.fail_own_running()
+                raise RunInterrupted(stop.signum, stop.step, stop.path, hint=progress.hint()) from None
+    finally:
+        optuna_log.removeFilter(quiet)
+
+
+def check_target(target: Path, study: dict[str, str], overwrite: bool) -> None:
+    """Before any trial: the baseline file can be written, and replaces nothing of another study's."""
+    if target.is_dir():
+        raise ConfigError(f"baseline file {target} is a directory; move it aside or set baselines_dir elsewhere")
+    folder = next(p for p in (target.parent, *target.parent.parents) if p.exists())
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"baselines_dir {target.parent} cannot be written ({folder} is "
+                          f"{'not a folder' if not folder.is_dir() else 'not writable'}); set baselines_dir to "
+                          f"a writable folder")
+    if not target.exists() or overwrite:
+        return
+    try:
+        old = yaml.safe_load(target.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot read the baseline file {target} ({_first_line(err)}); move it aside, or pass "
+                          f"tune.overwrite=true to replace it") from None
+    if not isinstance(old, dict):
+        raise ConfigError(f"baseline file {target} is not a tune baseline (a {type(old).__name__}, not a mapping); "
+                          f"move it aside, or pass tune.overwrite=true to replace it")
+    if old.get("study") != study:
+        raise ConfigError(f"{target} holds a baseline from another study ({old.get('study')}); pass "
+                          f"tune.overwrite=true to replace it, or set baselines_dir elsewhere")
+
+
+def _tune(cfg: DictConfig, out: Path | None, progress: _Progress) -> dict[str, Any]:
     import optuna
 
     hc = HydraConfig.get()
@@ -156,12 +542,10 @@ def tune(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
     study_name = t.study_name or f"{model_name}-{data_name}"
     storage_spec = t.storage or Path("runs") / "tune" / f"{model_name}-{data_name}" / "study.journal"
     target = baseline_path(model_name, data_name, cfg.get("baselines_dir"))
-    storage_id = str(Path(storage_spec).resolve()) if "://" not in str(storage_spec) else str(storage_spec)
-    if target.exists() and not t.overwrite:
-        old = yaml.safe_load(target.read_text()) or {}
-        if old.get("study") != {"name": study_name, "storage": storage_id}:
-            raise ConfigError(f"{target} holds a baseline from another study ({old.get('study')}); pass "
-                              f"tune.overwrite=true to replace it, or set baselines_dir elsewhere")
+    storage_id = (str(Path(storage_spec).resolve()) if "://" not in str(storage_spec)
+                  else hide_password(str(storage_spec)))
+    check_target(target, {"name": study_name, "storage": storage_id}, bool(t.overwrite))
+    storage = make_storage(storage_spec)
 
     # the model's terms, defaults and objective (FID for the GANs when on, as in the paper), the data size:
     # the experiment, built once without a method
@@ -181,9 +565,10 @@ def tune(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
     pruner = optuna.pruners.HyperbandPruner(min_resource=t.min_resource, max_resource=t.max_resource,
                                             reduction_factor=t.reduction_factor)
     no_prune_from = top_rung(t.min_resource, t.max_resource, t.reduction_factor)
-    study = optuna.create_study(study_name=study_name, storage=make_storage(storage_spec), sampler=sampler,
+    study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler,
                                 pruner=pruner, direction="maximize" if higher else "minimize",
                                 load_if_exists=True)
+    progress.study, progress.study_name, progress.storage, progress.phase = study, study_name, storage_id, "trials"
 
     def trial_cfg(weights: dict[str, float], max_units: int, eval_split: str) -> DictConfig:
         c = copy.deepcopy(cfg)
@@ -198,6 +583,7 @@ def tune(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
         return c
 
     def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER, _worker(int(t.worker)))
         weights = dict(fixed)
         for name, (low, high) in ranges.items():
             weights[name] = trial.suggest_float(name, low, high, log=True)
@@ -211,15 +597,22 @@ def tune(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
             if units < no_prune_from and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at {units} {t.resource} with {key}={value:.4g}")
 
-        summary = train(trial_cfg(weights, t.max_resource, "val"), out=out / f"trial_{trial.number:04d}",
-                        on_eval=on_eval)
+        # trial numbers are unique in the study, but two runs may share an output dir: never share a trial dir
+        trial_dir = _fresh_path(out / f"trial_{trial.number:04d}", make_dir=True)
+        try:
+            summary = train(trial_cfg(weights, t.max_resource, "val"), out=trial_dir, on_eval=on_eval)
+        except RunInterrupted as stop:
+            trial.set_user_attr(INTERRUPTED, {"signal": stop.signum, "step": stop.step, "run_dir": str(trial_dir)})
+            raise
         return float(summary["metrics"][key])
 
+    def on_trial_end(_study, tr) -> None:
+        progress.finished += 1
+        log.info("trial %d: %s %s", tr.number, tr.state.name, tr.value)
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if t.enqueue_defaults and not study.trials:  # a new study starts from the default weights
-        study.enqueue_trial({n: float(default_weights[n]) for n in ranges})
-    study.optimize(objective, n_trials=t.n_trials, catch=(NonFiniteLossError,),
-                   callbacks=[lambda s, tr: log.info("trial %d: %s %s", tr.number, tr.state.name, tr.value)])
+    prepare_queue(study, ranges, default_weights if t.enqueue_defaults else None)
+    study.optimize(objective, n_trials=t.n_trials, catch=(NonFiniteLossError,), callbacks=[on_trial_end])
     counts = _counts(study, t.max_resource)
     try:
         best = study.best_trial
@@ -243,11 +636,13 @@ def tune(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
                    "n_startup_trials": t.n_startup_trials, "seed": t.seed,
                    "enqueue_defaults": bool(t.enqueue_defaults)},
         "study": {"name": study_name, "storage": storage_id},
-        "command": " ".join(["mtbench", "tune", *sys.argv[1:]]),
+        "command": progress.command,
         "created": dt.datetime.now().isoformat(timespec="seconds"),
     }
     if t.final_run:
-        final = train(trial_cfg(record["weights"], t.max_resource, "auto"), out=out / "final_best_weights")
+        progress.phase = "final"
+        final_dir = _fresh_path(out / "final_best_weights", make_dir=True)  # another run may share out
+        final = train(trial_cfg(record["weights"], t.max_resource, "auto"), out=final_dir)
         record["test_metrics"] = final["metrics"]
         record["final_run"] = final["run_dir"]
     text = ("# Hyperband-tuned fixed weights (mtbench tune); train with: "
