@@ -18,7 +18,9 @@
 #     MODELS     any of pix2pix cyclegan srgan (default all three)
 #   environment:
 #     RUN_ROOT     where the prepared data and the runs go (default runs/reproduce/gans). Re-running with the
-#                  same RUN_ROOT trains only the (stage, method, seed) runs without a summary.json yet.
+#                  same RUN_ROOT skips the (stage, method, seed) runs with a summary.json, resumes the unfinished
+#                  ones from their checkpoints/last.pt and trains the others. An interrupt (Ctrl-C, SIGTERM)
+#                  stops the script (exit status 128 + the signal) with every run so far kept.
 #     TUNE_TRIALS  Hyperband trials per model (default 12); SKIP_TUNE=1 leaves the tuned baseline out
 #     THREADS      torch intra-op threads per run (default: torch's choice)
 #
@@ -48,7 +50,7 @@ if [ ! -d "$SR/bsd68_val" ]; then  # BSD68: the first 60 images (by name) train,
   rm -rf "$SR"; mv "$SR.partial" "$SR"
 fi
 
-source scripts/reproduce_lib.sh  # stage DIR MODEL METHOD OVERRIDES...: resumable multirun stages
+source scripts/reproduce_lib.sh  # stage DIR MODEL METHOD OVERRIDES...: resumable stages; run_mt: stops on interrupts
 
 for model in $MODELS; do
   case $model in
@@ -61,7 +63,7 @@ for model in $MODELS; do
               if [ ! -f "$SRRESNET/summary.json" ]; then
                 again=(); if [ -f "$SRRESNET/checkpoints/last.pt" ]; then again=(resume=true); fi
                 echo "[${0##*/}] $SRRESNET: SRResNet pre-training (experiment=srresnet_bsd68)"
-                "$MT" train experiment=srresnet_bsd68 "${SR_DATA[@]}" seed=0 "${COMMON[@]}" ${again[@]+"${again[@]}"} \
+                run_mt train experiment=srresnet_bsd68 "${SR_DATA[@]}" seed=0 "${COMMON[@]}" ${again[@]+"${again[@]}"} \
                   "hydra.run.dir=$SRRESNET"
               fi
               ARGS=(experiment=srgan_bsd68 "${SR_DATA[@]}" "model.init_from=$SRRESNET")
@@ -81,7 +83,7 @@ for model in $MODELS; do
     bl="$run/baseline"
     if ! compgen -G "$bl/*.yaml" >/dev/null; then
       # Hyperband rungs at MAXR/9, MAXR/3 and MAXR steps (eta 3); the objective is the validation split's
-      "$MT" tune "${ARGS[@]}" "baselines_dir=$bl" "${COMMON[@]}" tune.n_trials=${TUNE_TRIALS:-12} \
+      run_mt tune "${ARGS[@]}" "baselines_dir=$bl" "${COMMON[@]}" tune.n_trials=${TUNE_TRIALS:-12} \
         tune.min_resource=$((MAXR / 9)) tune.max_resource=$MAXR \
         "tune.storage=$run/tune.journal" "hydra.run.dir=$run/tune"
     fi
@@ -93,7 +95,7 @@ for model in $MODELS; do
     for k in identity mean_train_photo; do
       if [ ! -f "$run/trivial/$k/summary.json" ]; then
         rm -rf "$run/trivial/$k"  # an interrupted evaluation (no summary.json): nothing of value, redo it
-        "$MT" trivial $k "${ARGS[@]}" "${COMMON[@]}" "hydra.run.dir=$run/trivial/$k"
+        run_mt trivial $k "${ARGS[@]}" "${COMMON[@]}" "hydra.run.dir=$run/trivial/$k"
       fi
     done
     runs+=("$run/trivial")

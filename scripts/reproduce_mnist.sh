@@ -9,8 +9,10 @@
 #     SCALES     uniform and/or loguniform (default "uniform loguniform")
 #   environment:
 #     RUN_ROOT     where the runs go (default runs/reproduce/mnist). Re-running with the same RUN_ROOT
-#                  trains only the (stage, method, seed) runs that have no summary.json yet, so the script
-#                  resumes after an interruption and adding seeds trains only the new ones.
+#                  skips the (stage, method, seed) runs that have a summary.json, resumes the unfinished ones
+#                  (resume=true from their checkpoints/last.pt) and trains the others, so the script continues
+#                  after an interruption and adding seeds trains only the new ones. An interrupt (Ctrl-C,
+#                  SIGTERM) stops the script (exit status 128 + the signal) with every run so far kept.
 #     T10K_STEPS   optimisation steps of a t10k run (default 825, the step budget of mnist5k's 15 epochs
 #                  of 3,500 digits; about 7 epochs of t10k's 7,500), so both datasets get the same budget
 #     TUNE_TRIALS  Hyperband trials (default 20); TUNE_RANGE: weights searched in [1/R, R] (default 1000,
@@ -31,7 +33,7 @@ ROOT=${RUN_ROOT:-runs/reproduce/mnist}
 COMMON=(trainer.progress=false)
 if [ -n "${THREADS:-}" ]; then COMMON+=(device.threads=$THREADS); fi
 
-source scripts/reproduce_lib.sh  # stage DIR MODEL METHOD OVERRIDES...: resumable multirun stages
+source scripts/reproduce_lib.sh  # stage DIR MODEL METHOD OVERRIDES...: resumable stages; run_mt: stops on interrupts
 
 for ds in $DATASETS; do
   if [ "$ds" = t10k ]; then
@@ -54,7 +56,7 @@ for ds in $DATASETS; do
     if [ "${SKIP_TUNE:-0}" != 1 ]; then
       bl="$run/baseline"
       if ! compgen -G "$bl/*.yaml" >/dev/null; then
-        "$MT" tune experiment=mnist_unbalanced "${DATA[@]}" "${SCL[@]}" "baselines_dir=$bl" "${COMMON[@]}" \
+        run_mt tune experiment=mnist_unbalanced "${DATA[@]}" "${SCL[@]}" "baselines_dir=$bl" "${COMMON[@]}" \
           tune.n_trials=${TUNE_TRIALS:-20} tune.range_factor=${TUNE_RANGE:-1000} \
           tune.min_resource=90 tune.max_resource=810 \
           "tune.storage=$run/tune.journal" "hydra.run.dir=$run/tune"
