@@ -288,14 +288,29 @@ def _counts(study, max_resource: int) -> dict[str, int]:
 WORKER, INTERRUPTED, RETRY_OF = "worker", "interrupted", "retry_of"
 
 
-def _worker(number: int) -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "worker": number}
+def _read_proc(path: str) -> str | None:
+    """A Linux /proc value (the boot id, this process's pid namespace), None elsewhere."""
+    try:
+        return os.readlink(path) if path.startswith("/proc/self/") else Path(path).read_text().strip()
+    except OSError:
+        return None
 
 
-def _is_dead(worker: Any) -> bool:
+def worker_identity(number: int) -> dict[str, Any]:
+    """Who runs a trial: enough to tell later, on the same host, whether that process is still alive."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "worker": number,
+            "boot": _read_proc("/proc/sys/kernel/random/boot_id"), "pid_ns": _read_proc("/proc/self/ns/pid")}
+
+
+def worker_is_dead(worker: Any) -> bool:
     """True only for a worker of this host whose process is gone (another host's cannot be checked)."""
     if not isinstance(worker, dict) or worker.get("host") != socket.gethostname():
         return False
+    boot = worker.get("boot")
+    if boot and boot != _read_proc("/proc/sys/kernel/random/boot_id"):
+        return True  # the machine has restarted since
+    if worker.get("pid_ns") != _read_proc("/proc/self/ns/pid"):
+        return False  # another container of this host: its pids are not ours to check
     pid = worker.get("pid")
     if not isinstance(pid, int) or pid <= 0:
         return False
@@ -335,7 +350,7 @@ def fail_orphaned_trials(study) -> list[int]:
     failed = []
     for tr in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         who = tr.user_attrs.get(WORKER)
-        if _is_dead(who) and _mark_interrupted(study, tr, {"signal": None, "step": None,
+        if worker_is_dead(who) and _mark_interrupted(study, tr, {"signal": None, "step": None,
                                                            "reason": f"worker pid {who['pid']} died"}):
             log.warning("trial %d was left RUNNING by worker pid %d on this host, which is gone: marked FAIL",
                         tr.number, who["pid"])
@@ -583,7 +598,7 @@ def _tune(cfg: DictConfig, out: Path | None, progress: _Progress) -> dict[str, A
         return c
 
     def objective(trial: optuna.Trial) -> float:
-        trial.set_user_attr(WORKER, _worker(int(t.worker)))
+        trial.set_user_attr(WORKER, worker_identity(int(t.worker)))
         weights = dict(fixed)
         for name, (low, high) in ranges.items():
             weights[name] = trial.suggest_float(name, low, high, log=True)

@@ -97,12 +97,15 @@ def test_two_concurrent_workers_share_one_study_and_lose_no_trial(tmp_path):
     common = ["tune", "tune.n_trials=3", "tune.min_resource=2", "tune.max_resource=6", "tune.final_run=false",
               f"tune.storage={storage}", f"baselines_dir={tmp_path / 'bl'}", *TINY]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    procs = [subprocess.Popen([sys.executable, "-m", "mtbench.cli", *common, f"tune.worker={k}",
-                               f"hydra.run.dir={tmp_path / f'w{k}'}"], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in (0, 1)]
+    # the default run dirs: both workers start in the same second, each gets its own folder
+    procs = [subprocess.Popen([sys.executable, "-m", "mtbench.cli", *common, f"tune.worker={k}"], cwd=tmp_path,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in (0, 1)]
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err
+    run_dirs = sorted((tmp_path / "runs" / "tune" / "mnist-mnist5k").iterdir())
+    assert [d.name[-3:] for d in run_dirs] == ["_w0", "_w1"]
+    assert all(len(list(d.glob("trial_*"))) == 3 for d in run_dirs)  # each worker ran 3 trials
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     study = optuna.load_study(study_name="mnist-mnist5k", storage=JournalStorage(JournalFileBackend(str(storage))))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from conftest import compose_cfg
 from omegaconf import OmegaConf
 
 from mtbench.errors import RunInterrupted
-from mtbench.tune import make_storage, tune
+from mtbench.tune import make_storage, tune, worker_identity, worker_is_dead
 from mtbench.utils import ConfigError
 
 TINY = ["data.train_per_class=5", "data.val_per_class=10", "trainer.batch_size=10",
@@ -135,7 +134,7 @@ def _orphan(tmp_path: Path, pid: int) -> None:
     trial = study.ask()
     for name in DEFAULTS:
         trial.suggest_float(name, 0.01, 100.0, log=True)
-    trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": pid, "worker": 0})
+    trial.set_user_attr("worker", {**worker_identity(0), "pid": pid})
 
 
 def test_a_running_trial_of_a_dead_worker_on_this_host_is_failed_and_retried(tmp_path):
@@ -160,6 +159,19 @@ def test_a_running_trial_of_a_live_worker_is_left_alone(tmp_path):
     trials = _study(tmp_path).trials
     assert trials[0].state.name == "RUNNING"
     assert len(trials) == 2 and _params(trials[1]) != DEFAULTS  # the defaults are being run: not enqueued twice
+
+
+def test_a_worker_is_dead_only_when_this_host_can_tell():
+    me = worker_identity(0)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert worker_is_dead({**me, "pid": dead.pid})
+    assert not worker_is_dead({**me, "pid": os.getppid()})  # alive
+    assert worker_is_dead({**me, "pid": os.getppid(), "boot": "another-boot"})  # the machine restarted since
+    assert not worker_is_dead({**me, "pid": dead.pid, "host": "elsewhere"})  # cannot be checked
+    assert not worker_is_dead({**me, "pid": dead.pid, "pid_ns": "pid:[1]"})  # another container's pid
+    assert not worker_is_dead(None) and not worker_is_dead({"host": me["host"]})
+
 
 
 def test_a_signal_between_trainings_is_an_interrupt_and_the_trial_is_retried(tmp_path, monkeypatch):
