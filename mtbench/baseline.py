@@ -10,9 +10,14 @@ adds it as a row (:func:`load_baselines`).
 
 This module is the one place that reads such a file. It is data, never code:
 YAML is read with ``yaml.safe_load`` (JSON with :mod:`json`), nothing is
-instantiated, and every value is checked before use (metrics, score and
-weights are numbers, a null metric counts as not measured; labels are names);
-a malformed file is one ``ValueError`` line naming it.
+instantiated, and every value is checked before use: weights are a non-empty
+mapping term: finite number >= 0, not all zero; the score is a finite number;
+metrics are numbers, a null or non-finite one counting as not measured (a final
+run that diverged must not hide the tuned weights); labels are names. A missing,
+unreadable or malformed file is one :class:`BaselineError` line naming it and
+the key. Where a baseline is only informative (the comparison at the end of a
+training run) :func:`compare_to_baseline` never raises: the note says the file
+is unreadable and why.
 """
 
 from __future__ import annotations
@@ -27,8 +32,18 @@ from typing import Any
 
 import yaml
 
+from mtbench.errors import DataError
+
 BASELINE_DIR = Path("results") / "baselines"
 DEFAULT_LABEL = "hyperband-tuned fixed"
+
+
+class BaselineError(DataError, ValueError):
+    """A missing, unreadable or malformed baseline file, or a bad value in it: one line naming the file (and key).
+
+    A :class:`~mtbench.errors.DataError` (the command line prints it as one line) and a ``ValueError``
+    (what callers of this module caught before).
+    """
 
 
 @dataclass(frozen=True)
@@ -64,51 +79,77 @@ def baseline_path(model: str, data: str, directory: str | Path | None = None) ->
 
 def _number(value: Any, what: str, where: str) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise ValueError(f"{where}: {what} must be a number, got {value!r:.80}")
+        raise BaselineError(f"{where}: {what} must be a number, got {value!r:.80}")
     return float(value)
 
 
+def _finite(value: Any, what: str, where: str) -> float:
+    number = _number(value, what, where)
+    if not math.isfinite(number):
+        raise BaselineError(f"{where}: {what} must be a finite number, got {number!r}")
+    return number
+
+
 def _numbers(value: Any, what: str, where: str, skip_null: bool = False) -> dict[str, float]:
-    """A mapping name: number; with ``skip_null`` a null value (a metric not measured) is left out."""
+    """A mapping name: number; with ``skip_null`` a null or non-finite value (a metric not measured) is left out."""
     if not isinstance(value, Mapping):
-        raise ValueError(f"{where}: '{what}' must be a mapping name: number, got {value!r:.80}")
-    return {str(k): _number(v, f"{what} {k!r}", where) for k, v in value.items()
-            if not (skip_null and v is None)}
+        raise BaselineError(f"{where}: '{what}' must be a mapping name: number, got {value!r:.80}")
+    numbers = {str(k): _number(v, f"{what} {k!r}", where) for k, v in value.items() if not (skip_null and v is None)}
+    return {k: v for k, v in numbers.items() if math.isfinite(v)} if skip_null else numbers
+
+
+def _weights(value: Any, where: str) -> dict[str, float]:
+    """The tuned weights: a non-empty mapping term name: finite number >= 0, not all zero."""
+    if not isinstance(value, Mapping):
+        raise BaselineError(f"{where}: 'weights' must be a mapping term: weight, got {value!r:.80}")
+    if not value:
+        raise BaselineError(f"{where}: 'weights' is empty (make the file with `mtbench tune`)")
+    weights = {}
+    for k, v in value.items():
+        if not isinstance(k, str):
+            raise BaselineError(f"{where}: weights key {k!r:.40} must be a term name")
+        w = _number(v, f"weights {k!r}", where)
+        if not math.isfinite(w) or w < 0:
+            raise BaselineError(f"{where}: weights {k!r} must be a finite number >= 0, got {w!r}")
+        weights[k] = w
+    if not any(weights.values()):
+        raise BaselineError(f"{where}: weights are all zero (the loss would be 0); make the file with `mtbench tune`")
+    return weights
 
 
 def _label(value: Any, what: str, where: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, (dict, list)) or isinstance(value, bool):
-        raise ValueError(f"{where}: '{what}' must be a name, got {value!r:.80}")
+        raise BaselineError(f"{where}: '{what}' must be a name, got {value!r:.80}")
     return str(value)
 
 
 def parse_baseline(item: Any, where: str = "baseline") -> Baseline:
     """A :class:`Baseline` from one mapping (a tune file's, or ``method``/``metrics``/``score``/...)."""
     if not isinstance(item, Mapping):
-        raise ValueError(f"{where}: expected a mapping with 'metrics' or 'score' (or a list of them)")
+        raise BaselineError(f"{where}: expected a mapping with 'metrics' or 'score' (or a list of them)")
     metrics = item.get("metrics", item.get("test_metrics"))
     score = item.get("score", item.get("val_score"))
     weights = item.get("weights")
     return Baseline(label=_label(item.get("method") or item.get("name"), "method", where) or DEFAULT_LABEL,
                     metrics={} if metrics is None else _numbers(metrics, "metrics", where, skip_null=True),
-                    score=None if score is None else _number(score, "'score'", where),
+                    score=None if score is None else _finite(score, "'score'", where),
                     model=_label(item.get("model"), "model", where), data=_label(item.get("data"), "data", where),
-                    weights=None if weights is None else _numbers(weights, "weights", where), source=where)
+                    weights=None if weights is None else _weights(weights, where), source=where)
 
 
 def _read(path: str | os.PathLike) -> Any:
     p = Path(path).expanduser()
     where = f"baseline file {path}"
     if not p.is_file():
-        raise ValueError(f"{where}: no such file")
+        raise BaselineError(f"{where}: no such file")
     try:
         text = p.read_text()
         return json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError, RecursionError) as err:
         one_line = " ".join(str(err).split())
-        raise ValueError(f"{where}: cannot read it: {one_line}") from None
+        raise BaselineError(f"{where}: cannot read it: {one_line}") from None
 
 
 def load_baseline(path: str | Path) -> Baseline:
@@ -116,7 +157,7 @@ def load_baseline(path: str | Path) -> Baseline:
     where = f"baseline file {path}"
     data = _read(path)
     if not isinstance(data, Mapping) or data.get("weights") is None:
-        raise ValueError(f"{where} has no 'weights' mapping (make it with `mtbench tune`)")
+        raise BaselineError(f"{where} has no 'weights' mapping (make it with `mtbench tune`)")
     return parse_baseline(data, where)
 
 
@@ -134,12 +175,12 @@ def load_baselines(spec: Mapping[str, Any] | Sequence[Mapping[str, Any]] | str |
         spec = _read(spec)
     items = [spec] if isinstance(spec, Mapping) else spec
     if not isinstance(items, list) or not items or not all(isinstance(b, Mapping) for b in items):
-        raise ValueError(f"{where}: expected a mapping with 'metrics' or 'score' (or a list of them)")
+        raise BaselineError(f"{where}: expected a mapping with 'metrics' or 'score' (or a list of them)")
     out = []
     for item in items:
         b = parse_baseline(item, where)
         if item.get("metrics", item.get("test_metrics")) is None and b.score is None:
-            raise ValueError(f"{where}: needs a 'metrics' mapping or a 'score' number")
+            raise BaselineError(f"{where}: needs a 'metrics' mapping or a 'score' number")
         out.append(b)
     return out
 
@@ -150,24 +191,35 @@ def baseline_weights(path: str | Path) -> dict[str, float]:
     if not path.exists():
         stem = path.stem.split("-", 1)
         how = f"`mtbench tune model={stem[0]} data={stem[1]}`" if len(stem) == 2 else "`mtbench tune`"
-        raise ValueError(f"method.weights=baseline but there is no baseline file {path}; make one with {how}")
+        raise BaselineError(f"method.weights=baseline but there is no baseline file {path}; make one with {how}")
     return dict(load_baseline(path).weights or {})
 
 
 def compare_to_baseline(summary: dict[str, Any], cfg=None) -> dict[str, Any]:
-    """The run's primary metric beside the baseline's for the same model and data."""
+    """The run's primary metric beside the baseline's for the same model and data.
+
+    Only informative, and run after the run is saved: it never raises. A baseline file that is
+    there but unreadable or malformed gives ``exists`` true and ``error`` (the one-line reason),
+    which :func:`format_comparison` prints as a note.
+    """
     model, data, key = summary["model"], summary["data"], summary["primary_metric"]
-    directory = cfg.get("baselines_dir") if cfg is not None else None
-    path = baseline_path(model, data, directory)
     value = summary["metrics"].get(key)
-    if not path.exists():
-        return {"exists": False, "metric": key, "path": str(path),
-                "hint": f"no Hyperband-tuned baseline for {model}-{data}; make one with "
-                        f"`mtbench tune model={model} data={data}`"}
+    path: Path | str = f"{BASELINE_DIR}/{model}-{data}.yaml"
     try:
-        base = load_baseline(path)
-    except ValueError as err:
-        return {"exists": False, "metric": key, "path": str(path), "hint": str(err)}
+        directory = cfg.get("baselines_dir") if cfg is not None else None
+        path = baseline_path(model, data, directory)
+        if not path.exists() and not path.is_symlink():
+            return {"exists": False, "metric": key, "path": str(path),
+                    "hint": f"no Hyperband-tuned baseline for {model}-{data}; make one with "
+                            f"`mtbench tune model={model} data={data}`"}
+        return _comparison(summary, load_baseline(path), path, value)
+    except Exception as err:  # noqa: BLE001 - informative only: a note, never a crash of a finished run
+        reason = str(err) if isinstance(err, BaselineError) else f"baseline file {path}: {type(err).__name__}: {err}"
+        return {"exists": True, "metric": key, "path": str(path), "value": value, "error": " ".join(reason.split())}
+
+
+def _comparison(summary: dict[str, Any], base: Baseline, path: Path, value: Any) -> dict[str, Any]:
+    key = summary["primary_metric"]
     split = summary.get("eval_split", "auto")
     reference = base.score if split == "val" else base.metrics.get(key)
     delta = (value - reference) if (value is not None and reference is not None) else None
@@ -181,6 +233,9 @@ def format_comparison(cmp: dict[str, Any]) -> str:
     if not cmp.get("exists"):
         return cmp.get("hint", "no baseline")
     v, b, d = cmp.get("value"), cmp.get("baseline"), cmp.get("delta")
+    if cmp.get("error"):
+        score = f"{cmp['metric']} {v:.4g}" if isinstance(v, (int, float)) else str(cmp["metric"])
+        return f"{score} (baseline unreadable, not compared: {cmp['error']})"
     if v is None or b is None or d is None or not math.isfinite(d):
         return f"baseline {cmp['path']} has no comparable {cmp['metric']} score"
     better = (d > 0) == bool(cmp["higher_is_better"]) and d != 0

@@ -53,7 +53,7 @@ def test_a_malformed_tune_file_is_one_line_naming_it(tmp_path, text, match):
     assert str(f) in str(err.value) and "\n" not in str(err.value)
     cmp = compare_to_baseline({"model": "m", "data": "d", "primary_metric": "acc", "metrics": {"acc": 1.0}},
                               {"baselines_dir": str(tmp_path)})
-    assert not cmp["exists"] and str(f) in cmp["hint"]  # a train run reports it, it does not crash
+    assert cmp["error"] and str(f) in cmp["error"]  # a train run reports it, it does not crash
 
 
 def test_a_missing_tune_file_says_how_to_make_it(tmp_path):
