@@ -98,9 +98,10 @@ def test_method_weights_baseline_with_a_bad_file_is_one_error_line(tmp_path):
     bl = tmp_path / "bl"
     bl.mkdir()
     (bl / "mnist-mnist5k.yaml").write_text("weights: {term_0: 0, term_1: 0}\n")
-    res = subprocess.run([sys.executable, "-m", "mtbench.cli", "train", "method.weights=baseline", f"baselines_dir={bl}",
-                          f"hydra.run.dir={tmp_path / 'run'}", *TINY, "device=cpu"], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=240, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    args = ["train", "method.weights=baseline", f"baselines_dir={bl}", f"hydra.run.dir={tmp_path / 'run'}", *TINY,
+            "device=cpu"]
+    res = subprocess.run([sys.executable, "-m", "mtbench.cli", *args], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=240, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 2
     err = res.stderr.strip().splitlines()
     assert err[-1].startswith("error: ") and str(bl / "mnist-mnist5k.yaml") in err[-1] and "all zero" in err[-1]
