@@ -52,6 +52,13 @@ def configure_device(d: DictConfig) -> tuple[torch.device, torch.dtype | None]:
     return device, (torch.bfloat16 if settings.amp else None)
 
 
+def check_seed(seed: Any) -> int:
+    """``seed`` must be an integer >= 0 (Python, NumPy and torch are all seeded with it)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
+    return seed
+
+
 def build_method(method_cfg: DictConfig, model) -> Any:
     """The balancing method over ``model``'s multi-term parameters (the only place a method is built)."""
     return instantiate(method_cfg, params=model.multi_term_parameters(), term_names=model.term_names,
@@ -61,6 +68,7 @@ def build_method(method_cfg: DictConfig, model) -> Any:
 def build_experiment(cfg: DictConfig, with_method: bool = True) -> Experiment:
     """Everything a run needs, validated; ``with_method=False`` (evaluation) builds no method or optimiser."""
     trainer = TrainerSettings.from_config(cfg.trainer)  # one line naming a bad key, before anything is built
+    check_seed(cfg.get("seed"))
     device, amp_dtype = configure_device(cfg.device)
     seed_everything(cfg.seed)
     data = instantiate(cfg.data, _convert_="object")
@@ -69,7 +77,6 @@ def build_experiment(cfg: DictConfig, with_method: bool = True) -> Experiment:
     method = None
     if with_method:
         method = build_method(cfg.method, model)
-        method.skip_nonfinite = cfg.trainer.nan_policy == "skip"
     objective = build_objective(model, cfg.get("eval"))
     steps_per_epoch = math.ceil(len(data.train) / cfg.trainer.batch_size)
     if steps_per_epoch == 0:

@@ -23,7 +23,14 @@ run directory is ever instantiated:
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import errno
+import fcntl
 import functools
+import logging
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +40,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mtbench.utils import ConfigError
 
+log = logging.getLogger("mtbench.train")
+
 RUN_CONFIG = "run.yaml"
 HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"
 SUMMARY = "summary.json"
@@ -41,10 +50,14 @@ EVAL_RECORD = "eval.json"  # `mtbench eval` of an unfinished run (no summary.jso
 FAILED = "failed.json"  # a multirun job that failed (mtbench.sweep)
 CHECKPOINT = Path("checkpoints") / "last.pt"
 BEST = Path("checkpoints") / "best.pt"
+LOCK = ".lock"  # held (fcntl) by the process that trains in the run dir; holds its pid
+#: what a run writes as it trains: a fresh run never appends to these when a dead run left them behind
+RUN_LOGS = ("metrics.jsonl", "events.out.tfevents.*", RUN_CONFIG, ".hydra")
 
 __all__ = ["RUN_CONFIG", "SUMMARY", "METRICS", "EVAL_RECORD", "FAILED", "CHECKPOINT", "BEST", "recorded_overrides", "rebuild_config", "allowed_targets", "check_targets",
            "choice", "flat_hparams", "write_run_config", "build_summary", "write_summary", "read_summary", "find_resumable",
-           "only_hydra_files"]
+           "only_hydra_files", "LOCK", "lock_run_dir", "remove_temp_files", "set_aside_dead_run", "run_dir_given",
+           "CheckOutputDir"]
 
 
 def _read_yaml(path: Path) -> Any:
@@ -185,7 +198,7 @@ def _task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def write_run_config(cfg: DictConfig, out: Path) -> None:
+def write_run_config(cfg: DictConfig, out: Path, hydra_files: bool = True) -> None:
     """run.yaml: the overrides (what `mtbench eval` rebuilds the run from, with conf/), choices, resolved config."""
     from mtbench.utils import atomic_write_text
 
@@ -194,6 +207,26 @@ def write_run_config(cfg: DictConfig, out: Path) -> None:
     text = OmegaConf.to_yaml(OmegaConf.create({"choices": choices, "overrides": _task_overrides(),
                                                "config": resolved}))
     atomic_write_text("# written by mtbench train: the resolved config of this run\n" + text, out / RUN_CONFIG)
+    if hydra_files:
+        _write_hydra_files(cfg, out)
+
+
+def _write_hydra_files(cfg: DictConfig, out: Path) -> None:
+    """Hydra's own record (.hydra/config.yaml, hydra.yaml, overrides.yaml), written by mtbench once the run is
+    accepted: conf/train.yaml sets ``hydra.output_subdir: null`` so that Hydra does not write (or overwrite) them
+    before the run directory is checked."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from mtbench.utils import atomic_write_text
+
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    files = {"config.yaml": OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
+             "hydra.yaml": OmegaConf.create({"hydra": hydra_cfg}),
+             "overrides.yaml": hydra_cfg.overrides.task}
+    for name, node in files.items():
+        atomic_write_text(OmegaConf.to_yaml(node), out / ".hydra" / name)
 
 
 def build_summary(runner, metrics: dict[str, float], wall: float) -> dict[str, Any]:
@@ -220,7 +253,7 @@ def build_summary(runner, metrics: dict[str, float], wall: float) -> dict[str, A
         "final_weights": runner.method.weights(),
         "init_from": runner.init_from,
         "steps": runner.pos.step, "epochs": runner.pos.step / runner.exp.steps_per_epoch,
-        "skipped_nonfinite_steps": runner.skipped_nonfinite + getattr(runner.method, "skipped_steps", 0),
+        "skipped_nonfinite_steps": runner.state.skipped,
         "wall_time_s": round(wall, 3),
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "amp": str(runner.exp.amp_dtype) if runner.exp.amp_dtype else None,
@@ -259,10 +292,23 @@ def read_summary(run: Path) -> dict[str, Any]:
     return summary
 
 
-def find_resumable(out: Path, checkpoint: Path) -> Path | None:
-    """The run dir to resume: ``out`` itself, else the newest unfinished sibling of the same seed."""
+def run_dir_given() -> bool:
+    """Whether the user named the run directory (``hydra.run.dir`` / ``hydra.sweep.*`` on the command line)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return True
+    keys = [o.lstrip("+~").split("=", 1)[0] for o in HydraConfig.get().overrides.hydra]
+    return any(k in ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir") for k in keys)
+
+
+def find_resumable(out: Path, checkpoint: Path, search_siblings: bool = True) -> Path | None:
+    """The run dir to resume: ``out`` itself; else (``search_siblings``: the run dir was not named, so it is a
+    fresh timestamped one) the newest unfinished sibling of the same seed."""
     if (out / checkpoint).is_file():
         return out
+    if not search_siblings:
+        return None
     parent = out.parent
     seed_tag = out.name.rpartition("_s")[2]  # runs of the same seed only (dir names end in _s<seed>)
     candidates = sorted((p for p in parent.iterdir() if p != out and (p / checkpoint).is_file()
@@ -275,5 +321,118 @@ def find_resumable(out: Path, checkpoint: Path) -> Path | None:
 
 
 def only_hydra_files(d: Path) -> bool:
-    """Whether ``d`` holds nothing but what Hydra writes at start-up."""
-    return all(p.name in (".hydra", "train.log") for p in d.iterdir())
+    """Whether ``d`` holds nothing but what Hydra writes at start-up (and an unheld lock file)."""
+    return all(p.name in (".hydra", "train.log", LOCK) for p in d.iterdir())
+
+
+# --------------------------------------------------------------------------- one process per run dir
+
+
+@contextlib.contextmanager
+def lock_run_dir(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out`` (``out/.lock``, fcntl) for the whole run.
+
+    A second process that wants the same run directory gets one line naming the
+    directory and the holder's pid. The kernel releases the lock when the
+    holder exits, however it exits (SIGKILL included), so a stale ``.lock``
+    file never blocks anyone.
+    """
+    path = out / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as err:
+        raise ConfigError(f"cannot use run dir {out}: {err.strerror} ({path})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise ConfigError(f"run dir {out} is in use by another mtbench process (pid {holder}); wait for it "
+                              f"to finish or choose another hydra.run.dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def remove_temp_files(out: Path) -> list[Path]:
+    """Delete the temp files of writes a killed process never finished (``<name>.<random>.tmp``).
+
+    Only call with the run dir locked: then no live process is writing them.
+    """
+    found = [p for d in (out, out / CHECKPOINT.parent) if d.is_dir() for p in d.glob("*.*.tmp")
+             if p.is_file() and not p.is_symlink()]
+    for p in found:
+        p.unlink()
+    if found:
+        log.info("removed %d unfinished temp file(s) of a killed run in %s", len(found), out)
+    return found
+
+
+def set_aside_dead_run(out: Path) -> Path | None:
+    """Move what a run killed before its first checkpoint wrote (logs, events, run.yaml, .hydra) into
+    ``out/abandoned_<time>/``, so that a fresh run in ``out`` neither appends to nor overwrites them."""
+    found = [p for pattern in RUN_LOGS for p in out.glob(pattern)]
+    if not found:
+        return None
+    dest = out / f"abandoned_{dt.datetime.now():%Y-%m-%d_%H-%M-%S}"
+    k = 1
+    while dest.exists():
+        k += 1
+        dest = out / f"abandoned_{dt.datetime.now():%Y-%m-%d_%H-%M-%S}_{k}"
+    dest.mkdir()
+    for p in found:
+        shutil.move(str(p), str(dest / p.name))
+    log.warning("run dir %s held the logs of a run killed before its first checkpoint; moved them to %s",
+                out, dest.name)
+    return dest
+
+
+# --------------------------------------------------------------------------- before Hydra creates the run dir
+
+
+def _creatable(target: Path) -> str | None:
+    """Why ``target`` cannot be created as a folder (None when it can, or exists as one)."""
+    p = target
+    while not p.exists():
+        if p.is_symlink():
+            return f"{p} is a dangling link"
+        p = p.parent
+    if not p.is_dir():
+        return f"{p} is not a folder"
+    if p != target and not os.access(p, os.W_OK | os.X_OK):
+        return f"no permission to create folders in {p}"
+    return None
+
+
+try:
+    from hydra.experimental.callback import Callback as _Callback
+except ImportError:  # pragma: no cover - hydra is a dependency
+    _Callback = object
+
+
+class CheckOutputDir(_Callback):
+    """Hydra callback: refuse, in one line, a run or sweep folder that cannot be created, before Hydra tries
+    (its own error is a traceback-like message after a partial start)."""
+
+    def _check(self, config: DictConfig, key: str) -> None:
+        import sys
+
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().set_config(config)
+        target = Path(str(OmegaConf.select(config, key)))
+        why = _creatable(target)
+        if why:
+            print(f"error: cannot create the output folder {target} ({key}): {why}; choose another with "
+                  f"{key}=...", file=sys.stderr)
+            raise SystemExit(2)
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.sweep.dir")

@@ -84,6 +84,12 @@ def _amp(v: Any) -> bool | str:
     raise _Bad("false or bf16")
 
 
+def _fraction(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+        raise _Bad("a number in [0, 1]")
+    return float(v)
+
+
 def _setting(default: Any, check: Callable[[Any], Any]) -> Any:
     return field(default=default, metadata={"check": check})
 
@@ -160,6 +166,8 @@ class TrainerSettings(_Settings):
     image_every: int | None = _setting(None, _int_at_least(1, none=True))
     #: raise: stop at a NaN/inf term; skip: skip such steps
     nan_policy: Literal["raise", "skip"] = _setting("raise", _one_of("raise", "skip"))
+    #: nan_policy=skip: the run fails once more than this fraction of its steps were skipped
+    max_skipped: float = _setting(0.1, _fraction)
     progress: bool = _setting(True, _boolean)
     #: keep checkpoints/best.pt (chosen on the val split); not in the YAML: mtbench tune's trials set it false
     keep_best: bool = _setting(True, _boolean)

@@ -70,10 +70,6 @@ class Method(ABC):
         methods may ignore it).
     """
 
-    #: set by the runner: when True, a step whose terms are not all finite is
-    #: skipped (this costs one host-device sync per step).
-    skip_nonfinite: bool = False
-
     def __init__(self, params: Iterable[Tensor], term_names: Sequence[str],
                  default_weights: Mapping[str, float] | None = None) -> None:
         self.params = [p for p in params if p.requires_grad]
@@ -83,16 +79,11 @@ class Method(ABC):
         if not self.term_names:
             raise ValueError("the model declares no loss terms")
         self.default_weights = dict(default_weights or {})
-        self.skipped_steps = 0
 
     # -- the contract -----------------------------------------------------
     def step(self, losses: Mapping[str, Tensor]) -> None:
         """Backward + optimiser step for one batch's per-term losses."""
-        terms = self._ordered(losses)
-        if self.skip_nonfinite and not bool(torch.isfinite(torch.stack([t.detach() for t in terms])).all()):
-            self.skipped_steps += 1
-            return
-        self._step(terms)
+        self._step(self._ordered(losses))
 
     @abstractmethod
     def _step(self, terms: list[Tensor]) -> None:
@@ -112,11 +103,10 @@ class Method(ABC):
         """The torch optimiser that updates ``params`` (for LR schedulers)."""
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "skipped_steps": self.skipped_steps}
+        return {"optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
-        self.skipped_steps = int(state.get("skipped_steps", 0))
 
     # -- helpers ----------------------------------------------------------
     def _ordered(self, losses: Mapping[str, Tensor]) -> list[Tensor]:

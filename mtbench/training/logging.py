@@ -58,7 +58,6 @@ class RunLogger:
         self.metrics_file = open(out / METRICS, "a")  # noqa: SIM115 - closed in close()
         self.pbar = tqdm(total=total_steps, initial=initial_step, desc=desc, unit="step", dynamic_ncols=True,
                          disable=not progress, file=sys.stderr)
-        self.skipped_nonfinite = 0
 
     def _write(self, step: int, record: dict[str, float]) -> None:
         for k, v in record.items():
@@ -67,8 +66,9 @@ class RunLogger:
         self.metrics_file.flush()
 
     def flush(self, steplog: StepLog, step: int, weights: dict[str, float], terms: list[str], interval_s: float,
-              nan_policy: str, checkpoint: Path) -> None:
-        """Log the interval's means at ``step``; a NaN/inf term raises (nan_policy=raise) or drops its steps."""
+              checkpoint: Path) -> None:
+        """Log the interval's means at ``step``; a NaN/inf term raises, naming it and its step (under
+        trainer.nan_policy=skip such steps were undone and never reach the log)."""
         got = steplog.flush()
         if got is None:
             return
@@ -77,16 +77,13 @@ class RunLogger:
         if not bool(finite.all()):
             row, col = (~finite).nonzero()[0].tolist()
             bad_step, name, val = first + row, steplog.names[col], values[row, col].item()
-            if nan_policy == "raise":
-                raise NonFiniteLossError(
-                    f"loss term {name!r} is {val} at step {bad_step}; the last good checkpoint is "
-                    f"{checkpoint} (trainer.nan_policy=skip skips such steps instead)")
-            self.skipped_nonfinite += int((~finite.all(1)).sum())
-            values = values[finite.all(1)]
-        means = values.mean(0).tolist() if len(values) else [float("nan")] * len(steplog.names)
+            raise NonFiniteLossError(
+                f"loss term {name!r} is {val} at step {bad_step}; the last good checkpoint is "
+                f"{checkpoint} (trainer.nan_policy=skip skips such steps instead)")
+        means = values.mean(0).tolist()
         record: dict[str, float] = {f"loss/{n}": v for n, v in zip(steplog.names, means)}
         record.update({f"weight/{n}": w for n, w in weights.items()})
-        record["time/step_ms"] = 1000.0 * interval_s / max(1, len(values) or 1)
+        record["time/step_ms"] = 1000.0 * interval_s / len(values)
         self._write(step, record)
         total = sum(weights[n] * record[f"loss/{n}"] for n in terms)
         self.pbar.set_postfix_str(f"loss {total:.4g}", refresh=False)

@@ -7,7 +7,14 @@ sync), evaluate on the selection split (val when the data has one: periodic
 evaluations, ``best.pt`` and Hyperband's ``on_eval`` never read the test
 split), sample images, checkpoint. SIGINT/SIGTERM finish the step, write a
 checkpoint and raise :class:`~mtbench.errors.RunInterrupted`. At the end: the
-final evaluation on ``trainer.eval_split``, the last checkpoint, ``summary.json``.
+last checkpoint (first, so that nothing trained is lost if evaluation fails),
+the final evaluation on ``trainer.eval_split``, ``summary.json``.
+
+Before the first step, everything that can fail later is checked: the eval
+splits exist and every image in them decodes. Under ``trainer.nan_policy=skip``
+a step whose terms or losses are not all finite is undone
+(:mod:`mtbench.training.skip`) and counted once; the run fails when more than
+``trainer.max_skipped`` of its steps were skipped.
 """
 
 from __future__ import annotations
@@ -23,12 +30,13 @@ from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
 from mtbench.baseline import compare_to_baseline
-from mtbench.errors import ConfigError, RunInterrupted
+from mtbench.errors import ConfigError, NonFiniteLossError, RunInterrupted
 from mtbench.experiment import build_experiment
 from mtbench.rundir import build_summary, choice, flat_hparams, write_summary
 from mtbench.training.checkpoint import BEST, CHECKPOINT, TrainState, load_checkpoint, save_checkpoint
 from mtbench.training.data_order import make_eval_loader, make_train_loader
 from mtbench.training.logging import RunLogger, StepLog
+from mtbench.training.skip import StepUndo, all_finite
 from mtbench.utils import to_device
 
 log = logging.getLogger("mtbench.train")
@@ -45,7 +53,6 @@ class Runner:
         self.state = TrainState()
         self.stop_signal: int | None = None
         self.last_eval: dict[str, float] = {}
-        self.skipped_nonfinite = 0
         #: called as on_eval(step, metrics) after every selection evaluation (Hyperband reports and prunes here)
         self.on_eval = None
 
@@ -93,6 +100,33 @@ class Runner:
     def selection_split(self) -> Dataset:
         """What periodic evaluations, best.pt and tuning read: val, or the final split when there is no val."""
         return self.data.val if self.data.val is not None else self.eval_split()
+
+    def check_eval_data(self) -> None:
+        """Fail now, not after training, when an evaluation would: a missing eval split, an unreadable image."""
+        from mtbench.data.transforms import load_rgb
+
+        splits = [self.eval_split(), self.selection_split(), *getattr(self.data, "extra_eval", {}).values()]
+        seen: set[int] = set()
+        for split in splits:
+            if id(split) in seen:
+                continue
+            seen.add(id(split))
+            for attr in ("paths", "paths_a", "paths_b"):  # the image-folder datasets' files
+                for path in getattr(split, attr, None) or ():
+                    load_rgb(path)  # a full decode: a truncated file raises DataError naming it
+
+    def _skip(self, undo: StepUndo, step: int) -> None:
+        """Undo a step with a non-finite term or loss; fail once too many were skipped."""
+        undo.restore()
+        self.state.skipped += 1
+        limit = self.exp.trainer.max_skipped
+        if self.state.skipped == 1 or self.state.skipped % 100 == 0:
+            log.warning("step %d had a NaN/inf term or loss: undone (%d skipped so far)", step, self.state.skipped)
+        if self.state.skipped > limit * self.total_steps:
+            raise NonFiniteLossError(
+                f"{self.state.skipped} of the run's {self.total_steps} steps had a NaN/inf term or loss and were "
+                f"skipped, more than trainer.max_skipped={limit:g} of them; the last good checkpoint is "
+                f"{self.out / CHECKPOINT}")
 
     def evaluate(self, split: Dataset | None = None) -> dict[str, float]:
         """Metrics on ``split``, by default the final split (trainer.eval_split); extra_eval sets only then."""
@@ -142,15 +176,20 @@ class Runner:
         select = self.selection_split()
         select_prefix = "eval/" if select is self.eval_split() else "val/"
 
+        undo = StepUndo(self.model, self.method, self.model.aux_optimizers()) if t.nan_policy == "skip" else None
+
         def flush(now: float) -> None:
             logger.flush(steplog, self.pos.step, self.method.weights(), self.model.term_names, now - interval_start,
-                         t.nan_policy, self.out / CHECKPOINT)
+                         self.out / CHECKPOINT)
 
         try:
+            self.check_eval_data()
             self.model.train()
             while self.pos.step < self.total_steps:
                 for batch in make_train_loader(self.data.train, cfg, cfg.seed, self.pos, self.device):
                     batch = to_device(batch, self.device)
+                    if undo is not None:
+                        undo.take()
                     logs = self.model.training_step(batch, self.method)
                     for s in self.exp.schedulers:
                         s.step()
@@ -158,7 +197,10 @@ class Runner:
                     self.pos.batch_in_epoch += 1
                     if steplog is None:
                         steplog = StepLog(list(logs), t.log_every, self.device)
-                    steplog.add(self.pos.step, logs)
+                    if undo is not None and not all_finite(logs):
+                        self._skip(undo, self.pos.step)
+                    else:
+                        steplog.add(self.pos.step, logs)
                     logger.pbar.update(1)
                     step = self.pos.step
                     if steplog.rows == t.log_every or step == self.total_steps:
@@ -191,16 +233,17 @@ class Runner:
             logger.pbar.close()
             return self._finish(logger, start, select, select_prefix)
         finally:
-            self.skipped_nonfinite = logger.skipped_nonfinite
             for s, h in old_handlers.items():
                 signal.signal(s, h)
             logger.close()
 
     def _finish(self, logger: RunLogger, start: float, select: Dataset, select_prefix: str) -> dict[str, Any]:
-        """Final evaluation, best.pt, the last checkpoint, TensorBoard hparams and summary.json."""
+        """The last checkpoint (first: an evaluation that fails loses nothing, and ``resume=true`` then finishes
+        the run), the final evaluation, best.pt, TensorBoard hparams and summary.json."""
+        wall = self.state.elapsed_before + time.perf_counter() - start
+        self.save(True, wall)
         metrics = self.evaluate()
         logger.log_eval(self.pos.step, metrics)
-        wall = self.state.elapsed_before + time.perf_counter() - start
         chosen = metrics  # reported; best.pt and on_eval read a val evaluation when the final split is test
         if select_prefix == "val/" and (self.exp.trainer.keep_best or self.on_eval is not None):
             chosen = self.evaluate(select)
@@ -208,8 +251,6 @@ class Runner:
         self.keep_best(chosen, start)
         if self.on_eval is not None:
             self.on_eval(self.pos.step, chosen)
-        self.save(True, wall)
-        self.skipped_nonfinite = logger.skipped_nonfinite
         summary = self.summary(metrics, wall)
         summary["baseline"] = compare_to_baseline(summary, self.cfg)
         hp = {"model": choice("model"), "method": choice("method"), "data": choice("data"), "seed": self.cfg.seed,
