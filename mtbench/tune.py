@@ -534,7 +534,9 @@ def check_target(target: Path, study: dict[str, str], overwrite: bool) -> None:
     try:
         old = yaml.safe_load(target.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"cannot read the baseline file {target} ({_first_line(err)}); move it aside, or pass "
+        mark = getattr(err, "problem_mark", None)
+        why = f"{err.problem} at line {mark.line + 1}" if mark is not None else _first_line(err)
+        raise ConfigError(f"cannot read the baseline file {target} ({why}); move it aside, or pass "
                           f"tune.overwrite=true to replace it") from None
     if not isinstance(old, dict):
         raise ConfigError(f"baseline file {target} is not a tune baseline (a {type(old).__name__}, not a mapping); "
@@ -616,8 +618,9 @@ def _tune(cfg: DictConfig, out: Path | None, progress: _Progress) -> dict[str, A
         trial_dir = _fresh_path(out / f"trial_{trial.number:04d}", make_dir=True)
         try:
             summary = train(trial_cfg(weights, t.max_resource, "val"), out=trial_dir, on_eval=on_eval)
-        except RunInterrupted as stop:
-            trial.set_user_attr(INTERRUPTED, {"signal": stop.signum, "step": stop.step, "run_dir": str(trial_dir)})
+        except (RunInterrupted, KeyboardInterrupt) as stop:  # KeyboardInterrupt: a second signal, stop at once
+            trial.set_user_attr(INTERRUPTED, {"signal": int(getattr(stop, "signum", signal.SIGINT)),
+                                              "step": getattr(stop, "step", None), "run_dir": str(trial_dir)})
             raise
         return float(summary["metrics"][key])
 
