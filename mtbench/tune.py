@@ -23,8 +23,9 @@ Search space: the weight of every term is log-uniform over
 [default / range_factor, default * range_factor]; the terms in
 ``tune.fixed_terms`` (default: the first term, the reference scale) stay at
 their default. With ``tune.enqueue_defaults`` (on by default) the first trial
-of a new study evaluates the default weights themselves, so the tuned baseline
-is never worse on validation than the defaults it is compared with.
+of a new study evaluates the default weights themselves (in an older study
+without them, the next trial; a failed or interrupted one is retried), so the
+tuned baseline is never worse on validation than the defaults it is compared with.
 A tuned weight within 5% of either end of its range (in log scale, as a
 fraction of the range's log width) is logged as a warning and recorded as
 ``at_bound: {term: lower|upper}``: the optimum may lie outside the range.
