@@ -64,15 +64,17 @@ def explain(err: BaseException) -> str | None:
             return str(err).splitlines()[0]
         err = err.__cause__
     if where and isinstance(err, (ValueError, KeyError)):
-        msg = str(err).strip("'\"")
+        msg = str(err.args[0]) if isinstance(err, KeyError) and len(err.args) == 1 else str(err)
         if msg.startswith(where.rstrip(": ")):
             return msg
         first, _, rest = msg.partition(" ")
         if re.fullmatch(r"[a-z_][a-z0-9_]*(\[\d+\])?", first) and rest.startswith(("must", "is ", "has ")):
             return f"{where.rstrip(': ')}.{msg}"  # "window must be ..." -> "method.window must be ..."
         return where + msg
-    if isinstance(err, expected_types()) or isinstance(err, (ValueError, KeyError, FileNotFoundError)):
-        return str(err).strip("'\"")
+    if isinstance(err, KeyError) and len(err.args) == 1:
+        return str(err.args[0])  # str(KeyError) quotes its message: the message itself, with its own quotes
+    if isinstance(err, (*expected_types(), ValueError, FileNotFoundError)):
+        return str(err)
     return None
 
 
@@ -99,8 +101,12 @@ def _guarded(fn, cfg):
     except Exception as err:  # noqa: BLE001 - turned into one line below
         msg = explain(err)
         if in_multirun():
-            path = record_failure(msg or f"{type(err).__name__}: {err}", None if msg else err)
-            print(f"error: {msg or type(err).__name__ + ': ' + str(err)} (recorded in {path})", file=sys.stderr)
+            line = msg or f"{type(err).__name__}: {err}"
+            try:
+                where = f"recorded in {record_failure(line, None if msg else err)}"
+            except OSError as write_err:  # a full disk, say: the sweep still goes on and says so
+                where = f"could not record it: {explain(write_err) or write_err}"
+            print(f"error: {line} ({where})", file=sys.stderr)
             return None
         if msg is None:
             raise

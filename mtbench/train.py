@@ -78,13 +78,13 @@ def train(cfg: DictConfig, out: Path | None = None, on_eval=None, search_sibling
         runner = Runner(cfg, out)
         runner.on_eval = on_eval
         if cfg.resume:
-            _resume(runner, out)
+            _resume(runner, out)  # refuses (one line) before anything is written
         else:
             init_from = getattr(runner.model, "init_from", None)
             if init_from:  # the generator's weights from another run
                 runner.init_from = runner.model.load_generator(init_from)
                 log.info("generator initialised from %s", runner.init_from["checkpoint"])
-            write_run_config(cfg, out, hydra_files=out == hydra_dir)
+        write_run_config(cfg, out, hydra_files=out == hydra_dir)  # the run is accepted: record its config
         return runner.fit()
 
 

@@ -19,6 +19,7 @@ import torch
 
 from mtbench.errors import NonFiniteLossError
 from mtbench.rundir import METRICS
+from mtbench.utils import disk_full_error
 
 __all__ = ["StepLog", "RunLogger"]
 
@@ -62,8 +63,11 @@ class RunLogger:
     def _write(self, step: int, record: dict[str, float]) -> None:
         for k, v in record.items():
             self.writer.add_scalar(k, v, step)
-        self.metrics_file.write(json.dumps({"step": step, **record}) + "\n")
-        self.metrics_file.flush()
+        try:
+            self.metrics_file.write(json.dumps({"step": step, **record}) + "\n")
+            self.metrics_file.flush()
+        except OSError as err:  # a full disk: one line naming the file, not a traceback
+            raise disk_full_error(err, self.metrics_file.name) or err from None
 
     def flush(self, steplog: StepLog, step: int, weights: dict[str, float], terms: list[str], interval_s: float,
               checkpoint: Path) -> None:
@@ -104,4 +108,7 @@ class RunLogger:
     def close(self) -> None:
         self.pbar.close()
         self.writer.close()
-        self.metrics_file.close()
+        try:
+            self.metrics_file.close()
+        except OSError:  # the write that failed (full disk) has been reported; closing must not mask it
+            pass
