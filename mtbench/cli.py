@@ -95,8 +95,8 @@ def _guarded(fn, cfg):
     except RunInterrupted as stop:  # not a failure: the checkpoint is written; the sweep stops here too
         hint = stop.hint or (f"continue with `mtbench train <same overrides> resume=true "
                              f"hydra.run.dir={stop.path.parent.parent}`")
-        print(f"interrupted by signal {stop.signum} at step {stop.step}: checkpoint {stop.path}; {hint}",
-              file=sys.stderr)
+        where = f" at step {stop.step}: checkpoint {stop.path}" if stop.path is not None else ""
+        print(f"interrupted by signal {stop.signum}{where}; {hint}", file=sys.stderr)
         raise SystemExit(128 + stop.signum) from None
     except Exception as err:  # noqa: BLE001 - turned into one line below
         msg = explain(err)

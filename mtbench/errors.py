@@ -28,8 +28,8 @@ class NonFiniteLossError(RuntimeError):
 class RunInterrupted(Exception):
     """SIGINT/SIGTERM arrived during training; a checkpoint was written (not an error: the run can resume)."""
 
-    def __init__(self, signum: int, step: int, path: Path, hint: str | None = None) -> None:
-        self.signum, self.step, self.path = signum, step, path
+    def __init__(self, signum: int, step: int, path: Path | None, hint: str | None = None) -> None:
+        self.signum, self.step, self.path = signum, step, path  # path: the checkpoint written (None: none)
         #: what to run to continue (the command line prints it); None: the default for `mtbench train`
         self.hint = hint
         super().__init__(f"interrupted by signal {signum} at step {step}; checkpoint {path}")

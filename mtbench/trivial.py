@@ -190,9 +190,14 @@ def run_trivial(cfg: DictConfig, kind: str, out: Path | str) -> dict[str, Any]:
 
 
 def _save_png(img: Tensor, path: Path) -> None:
+    """Write the PNG all or nothing (a link at ``path`` is replaced, never written through; a full disk is one
+    line and leaves no partial file)."""
     from torchvision.utils import save_image
 
-    save_image(((img.float() + 1) / 2).clamp(0, 1), str(path))
+    from mtbench.utils import atomic_writer
+
+    with atomic_writer(path, "wb") as f:
+        save_image(((img.float() + 1) / 2).clamp(0, 1), f, format="png")
 
 
 def format_trivial(summary: dict[str, Any]) -> str:

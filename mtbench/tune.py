@@ -432,10 +432,6 @@ class _Progress:
         self.study: Any = None
         self.study_name, self.storage = "", ""
 
-    def where(self) -> str:
-        """The study's storage: what a rerun continues from."""
-        return self.storage or "nothing yet"
-
     def hint(self) -> str:
         rerun = f"rerun the same `{self.command}`"
         if self.study is None:
@@ -479,7 +475,7 @@ class _SignalsInterrupt:
             raise KeyboardInterrupt
         self.signum = signum
         log.warning("signal %d received: stopping tune", signum)
-        raise RunInterrupted(signum, 0, self.progress.where())
+        raise RunInterrupted(signum, 0, None)  # no checkpoint: outside training (the hint names the study)
 
     def __enter__(self) -> None:
         if threading.current_thread() is threading.main_thread():

@@ -62,7 +62,7 @@ def test_real_run_and_multirun_from_another_directory(tmp_path):
 
 
 def test_sigterm_writes_a_checkpoint_and_resume_finishes(tmp_path):
-    args = ["train", "trainer.max_steps=2000", "trainer.batch_size=16", "trainer.log_every=5",
+    args = ["train", "trainer.max_steps=300", "trainer.batch_size=16", "trainer.log_every=5",
             "trainer.progress=false", "hydra.run.dir=run"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([*MTBENCH, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -78,19 +78,19 @@ def test_sigterm_writes_a_checkpoint_and_resume_finishes(tmp_path):
     import torch
 
     ckpt = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
-    assert 5 <= ckpt["step"] < 2000 and not ckpt["finished"]
+    assert 5 <= ckpt["step"] < 300 and not ckpt["finished"]
     before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file() and p.name != ".lock"}
     # a changed budget would change the run's schedule: refused in one line, nothing written
     r = run(["train", "trainer.max_steps=10", "trainer.batch_size=16", "trainer.progress=false",
              "hydra.run.dir=run", "resume=true"], tmp_path)
-    assert r.returncode == 2 and "trainer.max_steps: 2000 -> 10" in r.stderr, r.stderr
+    assert r.returncode == 2 and "trainer.max_steps: 300 -> 10" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     after = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file() and p.name != ".lock"}
     assert set(after) - {tmp_path / "run" / "train.log"} == set(before) - {tmp_path / "run" / "train.log"}
     assert all(after[p] == before[p] for p in before if p.name != "train.log")
     r = run([*args, "resume=true"], tmp_path)
     assert r.returncode == 0, r.stderr
-    assert json.loads((tmp_path / "run/summary.json").read_text())["steps"] == 2000
+    assert json.loads((tmp_path / "run/summary.json").read_text())["steps"] == 300
 
 
 @pytest.mark.parametrize("launcher", ["basic", "submitit_local"])

@@ -68,7 +68,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -522,17 +521,12 @@ class RealStatsCache:
     def save(self, key: str, stats: FIDStats, meta: Mapping | None = None) -> Path:
         if stats.features is None:
             raise ValueError("RealStatsCache stores the features too (for KID); got stats without features")
+        from mtbench.utils import atomic_writer
+
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, key=np.array(key), format=np.array(_CACHE_FORMAT), mu=stats.mu, sigma=stats.sigma,
-                         features=stats.features, meta=np.array(json.dumps(dict(meta or {}), default=str)))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_writer(path, "wb") as f:  # all or nothing; a full disk is one line naming the file
+            np.savez(f, key=np.array(key), format=np.array(_CACHE_FORMAT), mu=stats.mu, sigma=stats.sigma,
+                     features=stats.features, meta=np.array(json.dumps(dict(meta or {}), default=str)))
         return path
 
     def get_or_compute(self, key: str, compute: Callable[[], Tensor | np.ndarray | FIDStats],

@@ -161,8 +161,13 @@ class Runner:
 
     # -- the loop -----------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
-        if self.stop_signal is not None:  # a second signal: stop now
-            raise KeyboardInterrupt
+        if self.stop_signal is not None:  # a second signal: stop now, without a new checkpoint
+            last = self.out / CHECKPOINT
+            raise RunInterrupted(signum, self.pos.step, None, hint=(
+                f"stopped at once by a second signal, without a new checkpoint; continue from the last one "
+                f"({last}) with `mtbench train <same overrides> resume=true hydra.run.dir={self.out}`"
+                if last.is_file() else "stopped at once by a second signal, before the first checkpoint: "
+                "start the run again"))
         self.stop_signal = signum
         log.warning("signal %d received: finishing the step, writing a checkpoint, then exiting", signum)
 
