@@ -538,3 +538,23 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_good_checkpoint(tmp_path):
     assert "file size limit exceeded while writing " in line and "r/checkpoints/last.pt" in line, line
     assert not (tmp_path / "r/checkpoints/last.pt").exists() and not list(tmp_path.rglob("*.tmp"))
     assert [json.loads(ln)["step"] for ln in (tmp_path / "r/metrics.jsonl").read_text().splitlines()] == [2]
+
+
+def test_a_second_signal_stops_at_once_as_one_interrupt_not_a_traceback(tmp_path, monkeypatch):
+    from mtbench.errors import RunInterrupted
+
+    real, count = MNISTModel.training_step, {"n": 0}
+
+    def step(self, batch, method):
+        count["n"] += 1
+        if count["n"] == 6:
+            os.kill(os.getpid(), signal.SIGTERM)  # finish the step and checkpoint ...
+            os.kill(os.getpid(), signal.SIGINT)  # ... no: stop now
+        return real(self, batch, method)
+
+    monkeypatch.setattr(MNISTModel, "training_step", step)
+    with pytest.raises(RunInterrupted) as info:
+        train(compose_cfg([*MNIST, "trainer.max_steps=20", "trainer.checkpoint_every=4"]), out=tmp_path / "r")
+    assert info.value.path is None and info.value.signum == signal.SIGINT
+    assert "without a new checkpoint" in info.value.hint and "resume=true" in info.value.hint
+    assert load_ckpt(tmp_path / "r")["step"] == 4  # the last periodic checkpoint, untouched
