@@ -130,3 +130,13 @@ def build_from_config(overrides: list[str]):
 
 def load_ckpt(run_dir: Path) -> dict:
     return torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+
+
+def load_script(name: str):
+    """scripts/<name>.py as a module (the scripts are not part of the package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, CONF.parent / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

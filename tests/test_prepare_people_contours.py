@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_script
+
 
 
 def _prepare_module():
-    spec = importlib.util.spec_from_file_location("prepare_people_contours",
-                                                  ROOT / "scripts" / "prepare_people_contours.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("prepare_people_contours")
 
 
 def _source(tmp_path: Path, width: int = 128) -> Path:

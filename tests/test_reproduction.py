@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_script
+
 
 
 def _prepare_module():
-    spec = importlib.util.spec_from_file_location("prepare_people_contours",
-                                                  ROOT / "scripts" / "prepare_people_contours.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("prepare_people_contours")
 
 
 def _pair(path: Path, height: int = 64) -> None:
