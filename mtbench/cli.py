@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from hydra.errors import InstantiationException
+from omegaconf.errors import MissingMandatoryValue
 
 COMMANDS = {
     "train": "train one model with one balancing method (Hydra app over conf/train.yaml)",
@@ -63,6 +64,9 @@ def explain(err: BaseException) -> str | None:
         if err.__cause__ is None:
             return str(err).splitlines()[0]
         err = err.__cause__
+    unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(err)) if isinstance(err, TypeError) else None
+    if where and unexpected:  # +group.key=... added a key the class does not take
+        return f"{where.rstrip(': ')}.{unexpected.group(1)} is not a setting of {where.rstrip(': ')}"
     if where and isinstance(err, (ValueError, KeyError)):
         msg = str(err.args[0]) if isinstance(err, KeyError) and len(err.args) == 1 else str(err)
         if msg.startswith(where.rstrip(": ")):
@@ -73,9 +77,21 @@ def explain(err: BaseException) -> str | None:
         return where + msg
     if isinstance(err, KeyError) and len(err.args) == 1:
         return str(err.args[0])  # str(KeyError) quotes its message: the message itself, with its own quotes
+    if isinstance(err, MissingMandatoryValue):
+        key = getattr(err, "full_key", "") or "a key"
+        return f"{key} is required (???): set it with {key}=..."
     if isinstance(err, (*expected_types(), ValueError, FileNotFoundError)):
         return str(err)
     return None
+
+
+def say(line: str, stream=None) -> None:
+    """Print a result or error line, and put the same line in the run's log file (``train.log``)."""
+    print(line, file=stream or sys.stdout)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.stream.write(line + "\n") if handler.stream else None
+            handler.flush()
 
 
 def _guarded(fn, cfg):
@@ -88,6 +104,7 @@ def _guarded(fn, cfg):
     stops a multirun (the reproduce scripts resume it when rerun).
     """
     from mtbench.errors import RunInterrupted
+    from mtbench.rundir import discard_untouched_run_dir
     from mtbench.sweep import in_multirun, record_failure
 
     try:
@@ -96,7 +113,7 @@ def _guarded(fn, cfg):
         hint = stop.hint or (f"continue with `mtbench train <same overrides> resume=true "
                              f"hydra.run.dir={stop.path.parent.parent}`")
         where = f" at step {stop.step}: checkpoint {stop.path}" if stop.path is not None else ""
-        print(f"interrupted by signal {stop.signum}{where}; {hint}", file=sys.stderr)
+        say(f"interrupted by signal {stop.signum}{where}; {hint}", sys.stderr)
         raise SystemExit(128 + stop.signum) from None
     except Exception as err:  # noqa: BLE001 - turned into one line below
         msg = explain(err)
@@ -106,11 +123,12 @@ def _guarded(fn, cfg):
                 where = f"recorded in {record_failure(line, None if msg else err)}"
             except OSError as write_err:  # a full disk, say: the sweep still goes on and says so
                 where = f"could not record it: {explain(write_err) or write_err}"
-            print(f"error: {line} ({where})", file=sys.stderr)
+            say(f"error: {line} ({where})", sys.stderr)
             return None
         if msg is None:
             raise
-        print(f"error: {msg}", file=sys.stderr)
+        discard_untouched_run_dir()  # a refused run leaves nothing behind (Hydra made the folder)
+        say(f"error: {msg}", sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -120,7 +138,7 @@ def _train_task(cfg) -> float | None:
     summary = _guarded(train, cfg)
     if summary is None:  # a failed multirun job (recorded)
         return None
-    print(format_summary(summary))
+    say(format_summary(summary))
     return summary["metrics"].get(summary["primary_metric"])
 
 
@@ -128,7 +146,7 @@ def _tune_task(cfg) -> float:
     from mtbench.tune import format_record, tune
 
     record = _guarded(tune, cfg)
-    print(format_record(record))
+    say(format_record(record))
     return record["val_score"]
 
 
@@ -136,7 +154,7 @@ def _eval_task(cfg) -> None:
     from mtbench.evaluate import evaluate_run, format_eval
 
     result = _guarded(evaluate_run, cfg)
-    print(format_eval(result))
+    say(format_eval(result))
 
 
 TASKS = {"train": _train_task, "tune": _tune_task, "eval": _eval_task}
@@ -145,6 +163,14 @@ TASKS = {"train": _train_task, "tune": _tune_task, "eval": _eval_task}
 def _run_hydra(command: str, args: list[str]) -> None:
     import hydra
 
+    from mtbench.overrides import check_overrides
+
+    if not any(a in ("--help", "-h", "--hydra-help", "--info", "-i") or a.startswith(("--cfg", "-c", "--shell"))
+               for a in args):
+        problem = check_overrides(config_dir(), command, args)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            raise SystemExit(2)
     sys.argv = [f"mtbench {command}", *args]
     app = hydra.main(config_path=str(config_dir()), config_name=command, version_base="1.3")(TASKS[command])
     app()

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mtbench.errors import ConfigError, DataError
 from mtbench.rundir import EVAL_RECORD, SUMMARY, read_summary, rebuild_config, write_summary
@@ -86,6 +86,9 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
     from mtbench.training.checkpoint import load_model_weights
     from mtbench.training.loop import Runner
 
+    if OmegaConf.is_missing(cfg, "run"):
+        raise ConfigError("mtbench eval needs the run to evaluate: mtbench eval run=<run dir> "
+                          "(e.g. run=runs/mnist/fixed/<date>_<time>_s0, a folder with checkpoints/last.pt)")
     run = Path(str(cfg.run))
     if not run.is_dir():
         raise ConfigError(f"run={run}: no such directory")

@@ -231,11 +231,11 @@ def _write_hydra_files(cfg: DictConfig, out: Path) -> None:
 
 def build_summary(runner, metrics: dict[str, float], wall: float) -> dict[str, Any]:
     """The summary.json of a run (final metrics, objective, best checkpoint, weights, time, versions, command)."""
-    import sys
+    import shlex
 
     import torch
 
-    from mtbench.utils import versions
+    from mtbench.utils import code_version, versions
 
     obj, cfg, data = runner.objective, runner.cfg, runner.data
     no_val = data.val is None
@@ -258,7 +258,9 @@ def build_summary(runner, metrics: dict[str, float], wall: float) -> dict[str, A
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "amp": str(runner.exp.amp_dtype) if runner.exp.amp_dtype else None,
         "versions": versions(),
-        "command": " ".join(["mtbench", *sys.argv[1:]]) if sys.argv else "",
+        # what reruns exactly this run (a multirun job's own overrides, not the sweep's), and the code it ran
+        "command": shlex.join(["mtbench", "train", *_task_overrides()]),
+        "code": code_version(),
         "overrides": _task_overrides(),
         "run_dir": str(runner.out),
     }
@@ -414,6 +416,28 @@ except ImportError:  # pragma: no cover - hydra is a dependency
     _Callback = object
 
 
+#: (run dir, its top-most new ancestor) of run dirs that did not exist when this process's Hydra run started
+#: (Hydra creates them, parents included, before the task)
+_NEW_RUN_DIRS: list[tuple[Path, Path]] = []
+
+
+def discard_untouched_run_dir() -> None:
+    """Remove the run dir Hydra created for a run that was refused, when nothing but Hydra's empty log and
+    the lock is in it: a refused command leaves nothing behind."""
+    for d, top in _NEW_RUN_DIRS:
+        try:
+            entries = list(d.iterdir())
+        except OSError:
+            continue
+        if all((p.name == LOCK and p.is_file()) or (p.suffix == ".log" and p.is_file() and p.stat().st_size == 0)
+               for p in entries):
+            shutil.rmtree(d, ignore_errors=True)
+            while d != top and d.parent != d:  # the empty parents Hydra made for it
+                d = d.parent
+                with contextlib.suppress(OSError):
+                    d.rmdir()  # only when empty
+
+
 class CheckOutputDir(_Callback):
     """Hydra callback: refuse, in one line, a run or sweep folder that cannot be created, before Hydra tries
     (its own error is a traceback-like message after a partial start)."""
@@ -433,6 +457,12 @@ class CheckOutputDir(_Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.run.dir")
+        target = Path(str(OmegaConf.select(config, "hydra.run.dir"))).absolute()
+        top = target
+        while not top.parent.exists() and top.parent != top:
+            top = top.parent
+        if not target.exists():
+            _NEW_RUN_DIRS.append((target, top))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.sweep.dir")

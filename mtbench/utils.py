@@ -169,6 +169,25 @@ def atomic_write_text(text: str, path: Path) -> None:
         f.write(text)
 
 
+def code_version() -> dict[str, Any] | None:
+    """The git commit of the mtbench code that runs (and whether it has uncommitted changes), when it runs
+    from a git checkout; None otherwise (an installed package)."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"git_commit": commit, "uncommitted_changes": dirty}
+
+
 def versions() -> dict[str, str]:
     import hydra
     import torchvision

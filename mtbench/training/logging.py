@@ -5,13 +5,16 @@ and checkpoint time. :class:`StepLog` copies each step's loss values into a
 small device buffer; :meth:`RunLogger.flush` brings the interval to the host
 in one transfer, checks it for NaN/inf (naming the term and the step), and
 writes the means and the method's weights to TensorBoard (``loss/<term>``,
-``weight/<term>``, ``time/step_ms``), ``metrics.jsonl`` and the progress bar.
+``weight/<term>``, ``time/step_ms``), ``metrics.jsonl`` and the progress bar
+(the unweighted sum of the terms, comparable across methods; when stderr is
+not a terminal, one plain line per interval instead of carriage-return updates).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +60,11 @@ class RunLogger:
 
         self.writer = SummaryWriter(log_dir=str(out))
         self.metrics_file = open(out / METRICS, "a")  # noqa: SIM115 - closed in close()
+        #: on a terminal a progress bar; otherwise (a pipe, a Slurm log) one plain line per log interval
+        self.plain = progress and not sys.stderr.isatty()
+        self.desc, self.total, self.started = desc, total_steps, time.perf_counter()
         self.pbar = tqdm(total=total_steps, initial=initial_step, desc=desc, unit="step", dynamic_ncols=True,
-                         disable=not progress, file=sys.stderr)
+                         disable=not progress or self.plain, file=sys.stderr)
 
     def _write(self, step: int, record: dict[str, float]) -> None:
         for k, v in record.items():
@@ -89,8 +95,13 @@ class RunLogger:
         record.update({f"weight/{n}": w for n, w in weights.items()})
         record["time/step_ms"] = 1000.0 * interval_s / len(values)
         self._write(step, record)
-        total = sum(weights[n] * record[f"loss/{n}"] for n in terms)
-        self.pbar.set_postfix_str(f"loss {total:.4g}", refresh=False)
+        # the unweighted sum of the terms: comparable across methods (each method weighs them differently)
+        total = sum(record[f"loss/{n}"] for n in terms)
+        self.pbar.set_postfix_str(f"sum of terms {total:.4g}", refresh=False)
+        if self.plain:
+            elapsed = time.perf_counter() - self.started
+            print(f"{self.desc}: step {step}/{self.total} | sum of terms {total:.4g} | "
+                  f"{record['time/step_ms']:.1f} ms/step | {elapsed:.0f}s", file=sys.stderr, flush=True)
 
     def log_eval(self, step: int, metrics: dict[str, float], prefix: str = "eval/") -> None:
         """eval/<metric> on the final split; val/<metric> for the selection split when that is another one."""

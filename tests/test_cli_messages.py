@@ -1,0 +1,104 @@
+"""What the command line tells the user (issue 12, items 3-7 and 9): one line for a typo, nothing left by a
+refused run, a summary command that reruns the run, plain progress lines in logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mtbench.cli import config_dir
+from mtbench.overrides import check_overrides
+
+MTBENCH = [sys.executable, "-m", "mtbench.cli"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+TINY = ["data.train_per_class=5", "trainer.batch_size=25", "trainer.eval_batch_size=500", "device=cpu"]
+
+
+def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*MTBENCH, *args], cwd=cwd, capture_output=True, text=True, timeout=240, env=ENV)
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["method=mtadam", "method.betaa=0.5"],
+     "method.betaa is not a setting of method=mtadam; did you mean betas? valid: amsgrad, betas, eps, lr, ranks, "
+     "weight_decay"),
+    (["trainer.max_stepz=3"], "trainer.max_stepz is not a setting of trainer=default; did you mean max_steps?"),
+    (["model.optimm.lr=3"], "model.optimm is not a setting of model=mnist; did you mean optim?"),
+    (["sed=3"], "sed is not a setting of the config; did you mean seed?"),
+    (["method=softadap"], "method=softadap is not an option of method; did you mean softadapt? valid: fixed, "
+                          "mtadam, softadapt, softadapt_loss_weighted, softadapt_normalized"),
+    (["-m", "method=fixed,mtadam", "method.windw=3"], "method.windw is not a setting of method=fixed"),
+])
+def test_a_misspelled_key_or_option_is_one_line_with_the_valid_ones(args, line):
+    got = check_overrides(config_dir(), "train", args)
+    assert got is not None and got.startswith(line), got
+
+
+def test_valid_overrides_and_sweeps_pass_the_check():
+    assert check_overrides(config_dir(), "train", ["method=softadapt", "method.window=3", "seed=0"]) is None
+    assert check_overrides(config_dir(), "train", ["-m", "method=fixed,softadapt", "seed=0,1,2"]) is None
+    assert check_overrides(config_dir(), "train", ["+model.extra=1"]) is None  # an explicit append composes
+
+
+def test_the_typo_on_the_command_line_writes_nothing(tmp_path):
+    r = cli(["train", "method=mtadam", "method.betaa=0.5"], tmp_path)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: method.betaa is not a setting of method=mtadam; did you mean betas? valid: amsgrad, betas, eps, "
+        "lr, ranks, weight_decay"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_value_leaves_no_run_dir(tmp_path):
+    (tmp_path / "runs").mkdir()
+    r = cli(["train", *TINY, "trainer.batch_size=0"], tmp_path)
+    assert r.returncode == 2 and "trainer.batch_size must be an integer >= 1" in r.stderr
+    assert list((tmp_path / "runs").iterdir()) == []  # neither the run dir nor the parents Hydra made
+
+
+def test_eval_without_run_is_one_line(tmp_path):
+    r = cli(["eval"], tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "error: mtbench eval needs the run to evaluate: mtbench eval run=<run dir> (e.g. "
+        "run=runs/mnist/fixed/<date>_<time>_s0, a folder with checkpoints/last.pt)"]
+
+
+def test_summary_command_reruns_the_run_and_logs_go_to_train_log_and_plain_progress_lines(tmp_path):
+    r = cli(["train", *TINY, "method=softadapt", "trainer.max_steps=4", "trainer.log_every=2",
+             "hydra.run.dir=first"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    # not a terminal: plain progress lines, no carriage returns; the sum of the terms, not the weighted loss
+    assert "\r" not in r.stderr
+    assert re.search(r"mnist-softadapt-s0: step 2/4 \| sum of terms [\d.]+ \| [\d.]+ ms/step", r.stderr), r.stderr
+    summary = json.loads((tmp_path / "first" / "summary.json").read_text())
+    assert summary["command"] == ("mtbench train data.train_per_class=5 trainer.batch_size=25 "
+                                  "trainer.eval_batch_size=500 device=cpu method=softadapt trainer.max_steps=4 "
+                                  "trainer.log_every=2")
+    code = summary["code"]
+    if code is not None:  # a git checkout
+        assert re.fullmatch(r"[0-9a-f]{40}", code["git_commit"]) and isinstance(code["uncommitted_changes"], bool)
+    assert r.stdout.strip().splitlines()[-1] in (tmp_path / "first" / "train.log").read_text()
+    again = cli([*shlex.split(summary["command"])[1:], "hydra.run.dir=second"], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "second" / "summary.json").read_text())["metrics"] == summary["metrics"]
+
+
+def test_the_progress_shows_the_unweighted_sum_of_the_terms(tmp_path):
+    import torch
+
+    from mtbench.training.logging import RunLogger, StepLog
+
+    logger = RunLogger(tmp_path, total_steps=2, initial_step=0, desc="x", progress=False)
+    steplog = StepLog(["a", "b"], 2, torch.device("cpu"))
+    steplog.add(1, {"a": torch.tensor(1.0), "b": torch.tensor(3.0)})
+    steplog.add(2, {"a": torch.tensor(3.0), "b": torch.tensor(5.0)})
+    logger.flush(steplog, 2, {"a": 10.0, "b": 0.1}, ["a", "b"], 1.0, tmp_path / "ckpt")
+    assert logger.pbar.postfix == "sum of terms 6"  # (1+3)/2 + (3+5)/2, whatever the weights
+    logger.close()
