@@ -102,3 +102,49 @@ def test_the_progress_shows_the_unweighted_sum_of_the_terms(tmp_path):
     logger.flush(steplog, 2, {"a": 10.0, "b": 0.1}, ["a", "b"], 1.0, tmp_path / "ckpt")
     assert logger.pbar.postfix == "sum of terms 6"  # (1+3)/2 + (3+5)/2, whatever the weights
     logger.close()
+
+
+def test_tensorboard_has_one_chart_of_all_weights_and_one_of_all_losses(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    from mtbench.training.logging import RunLogger
+
+    RunLogger(tmp_path, total_steps=1, initial_step=0, desc="x", progress=False).close()
+    events = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
+    events.Reload()
+    [tag] = events.PluginTagToContent("custom_scalars")
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(events.Tensors(tag)[0].tensor_proto.string_val[0])
+    charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
+    assert charts == {"weights (weight/*)": ["^weight/"], "losses (loss/*)": ["^loss/"]}
+
+
+def _tensorboard_experiment(logdir: Path):
+    """The HPARAMS tab's table (hparam and metric columns) as TensorBoard computes it for ``logdir``."""
+    from tensorboard import context as tb_context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import backend_context
+
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(logdir))
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, str(logdir))
+    ctx = backend_context.Context(base_plugin.TBContext(logdir=str(logdir), data_provider=provider,
+                                                         multiplexer=mux))
+    request = tb_context.RequestContext()
+    meta = ctx.hparams_metadata(request, "")
+    exp = ctx.experiment_from_metadata(request, "", True, meta, ctx.hparams_from_data_provider(request, "", 0))
+    return {h.name for h in exp.hparam_infos}, {m.name.tag for m in exp.metric_infos}
+
+
+def test_hparams_shows_every_runs_settings_and_final_metrics(run_train, tmp_path):
+    """Issue 12 item 1: runs with different settings in one log dir: no run's layout hides another's keys."""
+    run_train(["trainer.max_steps=2", "method=fixed"], name="logs/fixed")
+    run_train(["trainer.max_steps=2", "method=softadapt", "method.beta=0.3"], name="logs/softadapt")
+    run_train(["trainer.max_steps=2", "method=mtadam"], name="logs/mtadam")
+    hparams, metrics = _tensorboard_experiment(tmp_path / "logs")
+    assert {"model", "method", "data", "seed", "method.beta", "method.window", "method.variant",
+            "method.lr", "method.beta1"} <= hparams, hparams
+    assert {"hparam/acc", "hparam/nll"} <= metrics, metrics

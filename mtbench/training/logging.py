@@ -59,14 +59,20 @@ class RunLogger:
         from tqdm.auto import tqdm
 
         self.writer = SummaryWriter(log_dir=str(out))
+        # TensorBoard's CUSTOM SCALARS tab: all of a run's term weights in one chart, and all its losses in another
+        # (the SCALARS tab has one chart per term, across runs)
+        self.writer.add_custom_scalars({"all terms of a run": {"weights (weight/*)": ["Multiline", [r"^weight/"]],
+                                                               "losses (loss/*)": ["Multiline", [r"^loss/"]]}})
         self.metrics_file = open(out / METRICS, "a")  # noqa: SIM115 - closed in close()
         #: on a terminal a progress bar; otherwise (a pipe, a Slurm log) one plain line per log interval
+        self.last_step = initial_step
         self.plain = progress and not sys.stderr.isatty()
         self.desc, self.total, self.started = desc, total_steps, time.perf_counter()
         self.pbar = tqdm(total=total_steps, initial=initial_step, desc=desc, unit="step", dynamic_ncols=True,
                          disable=not progress or self.plain, file=sys.stderr)
 
     def _write(self, step: int, record: dict[str, float]) -> None:
+        self.last_step = step
         for k, v in record.items():
             self.writer.add_scalar(k, v, step)
         try:
@@ -114,7 +120,22 @@ class RunLogger:
             self.writer.add_image(f"images/{name}", make_grid(img.float().clamp(0, 1).cpu(), nrow=4), step)
 
     def log_hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-        self.writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in metrics.items()}, run_name=".")
+        """This run's settings and final metrics for TensorBoard's HPARAMS tab, as a session of its own.
+
+        ``SummaryWriter.add_hparams`` also writes an experiment layout (the columns) made from this run's keys
+        alone; TensorBoard keeps one layout per log dir, so runs with other settings (another method, another
+        model) lost their columns. Only the session start/end records are written here: with no layout,
+        TensorBoard builds the columns from every run's sessions, the union of all their settings and metrics.
+        """
+        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+        final = {f"hparam/{k}": v for k, v in metrics.items()}
+        _, session_start, session_end = hparams_summaries(hparams, final)
+        writer = self.writer._get_file_writer()
+        writer.add_summary(session_start, self.last_step)
+        writer.add_summary(session_end, self.last_step)
+        for k, v in final.items():
+            self.writer.add_scalar(k, v, self.last_step)
 
     def close(self) -> None:
         self.pbar.close()
