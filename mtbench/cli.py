@@ -160,18 +160,46 @@ def _eval_task(cfg) -> None:
 TASKS = {"train": _train_task, "tune": _tune_task, "eval": _eval_task}
 
 
+def _shell_completion(args: list[str]) -> int:
+    """``mtbench -sc query=<shell>``: what the completion script (one for all commands) asks on TAB.
+
+    The script that ``mtbench <command> -sc install=bash|zsh|fish`` prints registers ``mtbench`` itself and
+    calls ``mtbench -sc query=<shell>`` with the line typed so far in ``COMP_LINE``: the command word picks
+    the config (train, tune, eval), Hydra completes its overrides; on the command word, the commands.
+    """
+    import os
+
+    value = args[0] if args else ""
+    if not value.startswith("query="):  # install / uninstall: one script for every command
+        _run_hydra("train", ["-sc", value])
+        return 0
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split()
+    if len(words) >= 2 and words[1] in TASKS and (len(words) > 2 or line.endswith(" ")):
+        os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]]) + (" " if line.endswith(" ") else "")
+        _run_hydra(words[1], ["-sc", value])
+        return 0
+    prefix = words[1] if len(words) == 2 and not line.endswith(" ") else ""
+    sep = "\n" if value == "query=fish" else " "
+    print(sep.join(c for c in COMMANDS if c.startswith(prefix)))
+    return 0
+
+
 def _run_hydra(command: str, args: list[str]) -> None:
     import hydra
 
     from mtbench.overrides import check_overrides
 
-    if not any(a in ("--help", "-h", "--hydra-help", "--info", "-i") or a.startswith(("--cfg", "-c", "--shell"))
-               for a in args):
+    completion = "-sc" in args or "--shell-completion" in args
+
+    if not completion and not any(a in ("--help", "-h", "--hydra-help", "--info", "-i")
+                                  or a.startswith(("--cfg", "-c", "--shell")) for a in args):
         problem = check_overrides(config_dir(), command, args)
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             raise SystemExit(2)
-    sys.argv = [f"mtbench {command}", *args]
+    # the completion script registers the program (sys.argv[0]); "mtbench train" would register two words
+    sys.argv = ["mtbench" if completion else f"mtbench {command}", *args]
     app = hydra.main(config_path=str(config_dir()), config_name=command, version_base="1.3")(TASKS[command])
     app()
 
@@ -183,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE.format(commands=cmds))
         return 0
     command, rest = argv[0], argv[1:]
+    if command in ("-sc", "--shell-completion"):  # the completion script's queries (see _shell_completion)
+        return _shell_completion(rest)
     if command == "report":  # takes run folders, not a config: argparse, not a Hydra app
         from mtbench.report import main as report_main
 

@@ -148,3 +148,28 @@ def test_hparams_shows_every_runs_settings_and_final_metrics(run_train, tmp_path
     assert {"model", "method", "data", "seed", "method.beta", "method.window", "method.variant",
             "method.lr", "method.beta1"} <= hparams, hparams
     assert {"hparam/acc", "hparam/nll"} <= metrics, metrics
+
+
+def test_shell_completion_registers_mtbench_once_and_completes_per_command(tmp_path):
+    """Issue 12 item 8: `mtbench train -sc install=bash` used to register two commands ("mtbench" and "train")
+    and a TAB then failed with "unknown command '-sc'"; here a real bash sources the script and completes."""
+    import shutil
+
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    script = cli(["train", "-sc", "install=bash"], tmp_path)
+    assert script.returncode == 0 and script.stdout.rstrip().endswith("-F hydra_bash_completion mtbench")
+    (tmp_path / "comp.sh").write_text(script.stdout)
+    shim = tmp_path / "bin" / "mtbench"  # the console script, as installed
+    shim.parent.mkdir()
+    shim.write_text(f"#!/bin/sh\nexec {sys.executable} -m mtbench.cli \"$@\"\n")
+    shim.chmod(0o755)
+    probe = """source comp.sh
+    complete() { COMP_LINE="$1"; COMP_POINT=${#COMP_LINE}; COMP_CWORD=$2; hydra_bash_completion; echo "${COMPREPLY[*]}"; }
+    complete "mtbench train method=mt" 2
+    complete "mtbench tu" 1
+    complete "mtbench eval checkp" 2
+    """
+    out = subprocess.run(["bash", "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=240,
+                         env={**ENV, "PATH": f"{shim.parent}:{os.environ['PATH']}"})
+    assert out.stdout.splitlines() == ["method=mtadam", "tune", "checkpoint="], out.stderr
