@@ -423,6 +423,28 @@ def prepare_queue(study, ranges: dict[str, tuple[float, float]], defaults: dict[
 
 # -- interrupts ---------------------------------------------------------------------------------------------------
 
+def _best_or_none(study) -> Any:
+    try:
+        return study.best_trial
+    except ValueError:  # no trial completed yet
+        return None
+
+
+def describe_trial(tr, k: int, n: int, metric: str, resource: str, best) -> str:
+    """One line per finished trial: k of this run's n, the study's trial number, its state, value (the last
+    reported one for a pruned trial) and weights, and the study's best so far."""
+    weights = " ".join(f"{name}={value:.3g}" for name, value in tr.params.items())
+    if tr.value is not None:
+        outcome = f"{metric} {tr.value:.4g}"
+    elif tr.intermediate_values:
+        at = max(tr.intermediate_values)
+        outcome = f"at {at} {resource}: {metric} {tr.intermediate_values[at]:.4g}"
+    else:
+        outcome = "no value"
+    best_text = f"best so far {metric} {best.value:.4g} (trial {best.number})" if best is not None else "none complete yet"
+    return f"trial {k}/{n} (study trial {tr.number}): {tr.state.name} {outcome} | weights {weights} | {best_text}"
+
+
 class _Progress:
     """Where this tune run is: what an interrupt tells the user to run, and what it cleans up."""
 
@@ -621,9 +643,9 @@ def _tune(cfg: DictConfig, out: Path | None, progress: _Progress) -> dict[str, A
             raise
         return float(summary["metrics"][key])
 
-    def on_trial_end(_study, tr) -> None:
+    def on_trial_end(study_, tr) -> None:
         progress.finished += 1
-        log.info("trial %d: %s %s", tr.number, tr.state.name, tr.value)
+        log.info(describe_trial(tr, progress.finished, t.n_trials, key, t.resource, _best_or_none(study_)))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     prepare_queue(study, ranges, default_weights if t.enqueue_defaults else None)

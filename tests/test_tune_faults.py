@@ -316,3 +316,23 @@ def test_baselines_dir_that_is_a_file_is_one_line_before_any_trial(tmp_path, mon
     monkeypatch.setattr(tune_module, "train", lambda *a, **k: pytest.fail("a trial ran"))
     with pytest.raises(ConfigError, match=rf"baselines_dir {tmp_path / 'bl'}"):
         tune(_cfg(tmp_path), out=tmp_path / "o")
+
+
+def test_each_finished_trial_is_one_line_with_its_weights_value_and_the_best_so_far():
+    """Issue 12 item 10: not just "trial 1: COMPLETE 0.308"."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from mtbench.tune import describe_trial
+
+    dist = {"term_1": FloatDistribution(0.01, 100, log=True)}
+    done = optuna.trial.create_trial(params={"term_1": 2.5}, distributions=dist, value=0.875)
+    pruned = optuna.trial.create_trial(params={"term_1": 0.04}, distributions=dist,
+                                       state=optuna.trial.TrialState.PRUNED, intermediate_values={50: 0.31, 150: 0.42})
+    done.number, pruned.number = 0, 4
+    assert describe_trial(done, 1, 20, "acc", "steps", done) == (
+        "trial 1/20 (study trial 0): COMPLETE acc 0.875 | weights term_1=2.5 | best so far acc 0.875 (trial 0)")
+    assert describe_trial(pruned, 2, 20, "acc", "steps", done) == (
+        "trial 2/20 (study trial 4): PRUNED at 150 steps: acc 0.42 | weights term_1=0.04 | best so far acc 0.875 "
+        "(trial 0)")
+    assert describe_trial(pruned, 1, 3, "fid", "epochs", None).endswith("| none complete yet")
