@@ -80,7 +80,7 @@ def test_sigterm_writes_a_checkpoint_and_resume_finishes(tmp_path):
     import torch
 
     ckpt = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
-    assert 5 <= ckpt["step"] < 300 and not ckpt["finished"]
+    assert 1 <= ckpt["step"] < 300 and not ckpt["finished"]
     before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file() and p.name != ".lock"}
     # a changed budget would change the run's schedule: refused in one line, nothing written
     r = run(["train", "trainer.max_steps=10", "trainer.batch_size=16", "trainer.progress=false",

@@ -143,9 +143,11 @@ def plot_weights(row: Row, path: Path) -> None:
     if log_scale(allv):
         ax.set_yscale("log")
     n = row.n
+    points = max((len(r.series[k].steps) for r in row.runs for k in r.series if k.startswith("weight/")), default=0)
+    note = (f" (only {points} logged step{'s' if points != 1 else ''}: too few to show a trend; lower "
+            f"trainer.log_every)" if points < 3 else " (constant weights)" if constant else "")
     ax.set_title(_wrap(f"{row.model} / {row.data}: loss-term weights, {row.label}", 90) + "\n"
-                 f"mean over {n} seed{'s' if n != 1 else ''}" + (" (constant weights)" if constant else ""),
-                 fontsize="medium")
+                 f"mean over {n} seed{'s' if n != 1 else ''}" + note, fontsize="medium")
     _finish_axes(ax, "step", "weight")
     _legend(ax, len(terms), "term")
     _save(fig, path)

@@ -208,7 +208,8 @@ class Runner:
                         steplog.add(self.pos.step, logs)
                     logger.pbar.update(1)
                     step = self.pos.step
-                    if steplog.rows == t.log_every or step == self.total_steps:
+                    # the first step too: even a short run has a start and an end to plot
+                    if step % t.log_every == 0 or step == self.total_steps or step == 1:
                         now = time.perf_counter()
                         flush(now)
                         interval_start = now

@@ -244,7 +244,7 @@ def test_every_method_trains_through_the_runner(run_train, name, method):
     assert set(summary["final_weights"]) == set(spec.terms)
     lines = _records(out)
     logged = [r for r in lines if f"loss/{spec.terms[0]}" in r]
-    assert [r["step"] for r in logged] == sorted({*range(2, n + 1, 2), n})  # log_every=2, and the last step
+    assert [r["step"] for r in logged] == sorted({1, *range(2, n + 1, 2), n})  # log_every=2, the first and last
     for r in logged:
         for term in spec.terms:
             assert math.isfinite(r[f"loss/{term}"]) and math.isfinite(r[f"weight/{term}"]), term

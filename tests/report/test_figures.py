@@ -30,7 +30,7 @@ def test_total_loss_is_the_sum_of_the_logged_terms(runs):
     lines = [json.loads(x) for x in (runs / "fixed_s0" / "metrics.jsonl").read_text().splitlines()]
     train_lines = [x for x in lines if "weight/term_0" in x]
     steps, totals = total_loss(run)
-    assert steps == [x["step"] for x in train_lines] == [2, 4]
+    assert steps == [x["step"] for x in train_lines] == [1, 2, 4]  # the first step is always logged
     for x, total in zip(train_lines, totals):
         assert total == pytest.approx(sum(x[f"loss/term_{k}"] for k in range(10)))
     assert run.terms == [f"term_{k}" for k in range(10)]
@@ -41,3 +41,22 @@ def test_curves_are_averaged_on_aligned_steps():
     steps, mean, lo, hi = mean_over_runs([([1, 2], [1.0, 4.0]), ([2, 3], [2.0, float("nan")])])
     assert steps == [1, 2, 3] and mean[:2] == [1.0, 3.0] and lo[1] == 2.0 and hi[1] == 4.0
     assert mean[2] != mean[2]  # only a NaN at that step: NaN, not a crash
+
+
+def test_a_run_with_too_few_logged_steps_says_so_instead_of_constant_weights(runs, tmp_path, monkeypatch):
+    """Issue 12 item 11: one logged point used to be titled "(constant weights)"."""
+    import matplotlib.axes
+
+    from tiny_runs import copy_run
+
+    short = copy_run(runs, "softadapt_s0", tmp_path / "short")
+    lines = (short / "metrics.jsonl").read_text().splitlines()
+    (short / "metrics.jsonl").write_text("\n".join(ln for ln in lines if '"step": 4' in ln) + "\n")
+    titles: list[str] = []
+    real = matplotlib.axes.Axes.set_title
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title",
+                        lambda self, label, *a, **k: titles.append(label) or real(self, label, *a, **k))
+    make_report([tmp_path / "short"], tmp_path / "rep")
+    weights = [t for t in titles if "loss-term weights" in t]
+    assert weights and all("only 1 logged step: too few to show a trend" in t for t in weights), weights
+    assert not any("constant weights" in t for t in weights)

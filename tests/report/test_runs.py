@@ -40,7 +40,7 @@ def test_truncated_last_metrics_line_is_skipped(runs, tmp_path):
     cut = load_run(d)
     assert cut.bad_lines == 1 and whole.bad_lines == 0
     assert cut.series == whole.series
-    assert cut.series["weight/term_3"].steps == [2, 4]
+    assert cut.series["weight/term_3"].steps == [1, 2, 4]
     assert cut.metrics == whole.metrics and cut.run_dir == d
     res = make_report([d], tmp_path / "rep")
     assert "skipped 1 unreadable line" in res["markdown"]
