@@ -89,8 +89,8 @@ def say(line: str, stream=None) -> None:
     """Print a result or error line, and put the same line in the run's log file (``train.log``)."""
     print(line, file=stream or sys.stdout)
     for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.stream.write(line + "\n") if handler.stream else None
+        if isinstance(handler, logging.FileHandler) and handler.stream:
+            handler.stream.write(line + "\n")
             handler.flush()
 
 

@@ -380,11 +380,11 @@ def set_aside_dead_run(out: Path) -> Path | None:
     found = [p for pattern in RUN_LOGS for p in out.glob(pattern)]
     if not found:
         return None
-    dest = out / f"abandoned_{dt.datetime.now():%Y-%m-%d_%H-%M-%S}"
-    k = 1
+    stamp = f"abandoned_{dt.datetime.now():%Y-%m-%d_%H-%M-%S}"
+    dest, k = out / stamp, 1
     while dest.exists():
         k += 1
-        dest = out / f"abandoned_{dt.datetime.now():%Y-%m-%d_%H-%M-%S}_{k}"
+        dest = out / f"{stamp}_{k}"
     dest.mkdir()
     for p in found:
         shutil.move(str(p), str(dest / p.name))

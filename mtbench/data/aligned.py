@@ -81,6 +81,10 @@ class AlignedDataset(Dataset):
         for path, size in zip(self.paths, read_sizes(self.paths)):
             _check_pair_size(path, size, min_side, strict_aspect)
 
+    def image_files(self) -> list[Path]:
+        """Every image file this dataset reads (the runner decodes them all before training)."""
+        return list(self.paths)
+
     def __len__(self) -> int:
         return len(self.paths)
 

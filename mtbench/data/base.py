@@ -27,7 +27,9 @@ class DataSplits:
 
     ``extra_eval`` names further evaluation sets (SR: Set5, Set14); the runner
     reports their metrics prefixed with the name. ``eval_batch_size`` forces the
-    evaluation batch size (1 where images differ in size).
+    evaluation batch size (1 where images differ in size). A dataset read from
+    image files has ``image_files()``: the runner decodes every file of the eval
+    splits before the first training step.
     """
 
     train: Dataset

@@ -88,6 +88,10 @@ class SRTrainDataset(Dataset):
         for path, size in zip(self.paths, read_sizes(self.paths)):
             _check_hr_size(path, size, self.crop_size)
 
+    def image_files(self) -> list[Path]:
+        """Every image file this dataset reads (the runner decodes them all before training)."""
+        return list(self.paths)
+
     def __len__(self) -> int:
         return len(self.paths) * self.repeats
 
@@ -121,6 +125,10 @@ class SREvalDataset(Dataset):
         for path, (w, h) in zip(self.paths, read_sizes(self.paths)):
             if w < self.scale or h < self.scale:
                 raise DataError(f"eval image {path} is {w}x{h}, smaller than scale {self.scale}; remove it")
+
+    def image_files(self) -> list[Path]:
+        """Every image file this dataset reads (the runner decodes them all before training)."""
+        return list(self.paths)
 
     def __len__(self) -> int:
         return len(self.paths)

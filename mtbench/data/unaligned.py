@@ -67,6 +67,10 @@ class UnalignedDataset(Dataset):
             for path, size in zip(paths, read_sizes(paths)):
                 _check_size(path, size, min_side)
 
+    def image_files(self) -> list[Path]:
+        """Every image file this dataset reads (the runner decodes them all before training)."""
+        return list(self.paths_a) + list(self.paths_b)
+
     def __len__(self) -> int:
         return max(len(self.paths_a), len(self.paths_b))
 

@@ -108,8 +108,13 @@ def first_bad_value(state: dict[str, Any]) -> tuple[str, float] | None:
         return None
     names, tensors = zip(*found)
     worst = torch._foreach_norm(list(tensors), ord=math.inf)  # max |x| per tensor; NaN propagates
-    values = torch.stack([w.to(torch.float64).cpu() if w.device.type != "cpu" else w.to(torch.float64)
-                          for w in worst]).tolist()
+    on: dict[torch.device, list[int]] = {}
+    for i, w in enumerate(worst):
+        on.setdefault(w.device, []).append(i)
+    values = [0.0] * len(worst)
+    for idx in on.values():  # one transfer per device
+        for i, v in zip(idx, torch.stack([worst[i].to(torch.float64) for i in idx]).tolist()):
+            values[i] = v
     for name, v in zip(names, values):
         if not math.isfinite(v) or v > _FLOAT32_MAX:
             return name.lstrip("."), v

@@ -111,9 +111,9 @@ class Runner:
             if id(split) in seen:
                 continue
             seen.add(id(split))
-            for attr in ("paths", "paths_a", "paths_b"):  # the image-folder datasets' files
-                for path in getattr(split, attr, None) or ():
-                    load_rgb(path)  # a full decode: a truncated file raises DataError naming it
+            files = getattr(split, "image_files", None)  # the image-folder datasets (in-memory ones have none)
+            for path in files() if files is not None else ():
+                load_rgb(path)  # a full decode: a truncated file raises DataError naming it
 
     def _skip(self, undo: StepUndo, step: int) -> None:
         """Undo a step with a non-finite term or loss; fail once too many were skipped."""

@@ -150,6 +150,15 @@ def test_features_input_forms(model):
         inception_features(model, x[:, :2])
 
 
+def _pytorch_fid_of_pngs(model, real_u8, fake_u8, tmp_path, batch_size: int, dims: int):
+    """pytorch-fid's own path-based FID of the images written as PNGs, and the real folder's mu and sigma."""
+    write_pngs(real_u8, tmp_path / "real")
+    write_pngs(fake_u8, tmp_path / "fake")
+    m_r, s_r = fid_score.compute_statistics_of_path(str(tmp_path / "real"), model, batch_size, dims, "cpu", 0)
+    m_f, s_f = fid_score.compute_statistics_of_path(str(tmp_path / "fake"), model, batch_size, dims, "cpu", 0)
+    return fid_score.calculate_frechet_distance(m_f, s_f, m_r, s_r), m_r, s_r
+
+
 @pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")  # pytorch-fid's sqrtm of a singular product
 def test_fid_equals_pytorch_fid_path_based(model64, tmp_path):
     """Statistics and FID == pytorch-fid's compute_statistics_of_path + calculate_frechet_distance.
@@ -158,11 +167,7 @@ def test_fid_equals_pytorch_fid_path_based(model64, tmp_path):
     tens of seconds on a CPU; the 2048-d features themselves are compared above.
     """
     real_u8, fake_u8 = uint8_images(10, seed=10), uint8_images(10, seed=11)
-    write_pngs(real_u8, tmp_path / "real")
-    write_pngs(fake_u8, tmp_path / "fake")
-    m_r, s_r = fid_score.compute_statistics_of_path(str(tmp_path / "real"), model64, 5, 64, "cpu", 0)
-    m_f, s_f = fid_score.compute_statistics_of_path(str(tmp_path / "fake"), model64, 5, 64, "cpu", 0)
-    ref = fid_score.calculate_frechet_distance(m_f, s_f, m_r, s_r)
+    ref, m_r, s_r = _pytorch_fid_of_pngs(model64, real_u8, fake_u8, tmp_path, batch_size=5, dims=64)
 
     f_r, f_f = inception_features(model64, pm1(real_u8), 5), inception_features(model64, pm1(fake_u8), 5)
     st_r = FIDStats.from_features(f_r)
@@ -177,11 +182,7 @@ def test_fid_equals_pytorch_fid_path_based(model64, tmp_path):
 def test_fid_2048_equals_pytorch_fid_path_based(model, tmp_path):
     """The standard pool3 features: our (low-rank) FID == pytorch-fid's path-based FID (one 2048x2048 sqrtm, ~12 s)."""
     real_u8, fake_u8 = uint8_images(8, seed=12), uint8_images(8, seed=13)
-    write_pngs(real_u8, tmp_path / "real")
-    write_pngs(fake_u8, tmp_path / "fake")
-    m_r, s_r = fid_score.compute_statistics_of_path(str(tmp_path / "real"), model, 8, 2048, "cpu", 0)
-    m_f, s_f = fid_score.compute_statistics_of_path(str(tmp_path / "fake"), model, 8, 2048, "cpu", 0)
-    ref = fid_score.calculate_frechet_distance(m_f, s_f, m_r, s_r)
+    ref, _, _ = _pytorch_fid_of_pngs(model, real_u8, fake_u8, tmp_path, batch_size=8, dims=2048)
     ours = fid_from_features(inception_features(model, pm1(real_u8)), inception_features(model, pm1(fake_u8)))
     assert ref > 0
     assert ours == pytest.approx(ref, abs=1e-3, rel=1e-4)
