@@ -81,9 +81,28 @@ class Method(ABC):
         self.default_weights = dict(default_weights or {})
 
     # -- the contract -----------------------------------------------------
-    def step(self, losses: Mapping[str, Tensor]) -> None:
-        """Backward + optimiser step for one batch's per-term losses."""
+    def step(self, losses: Mapping[str, Tensor],
+             recompute: Callable[[], Mapping[str, Tensor]] | None = None) -> None:
+        """Backward + optimiser step for one batch's per-term losses.
+
+        ``recompute``, when the model gives it, returns the same batch's terms
+        at the updated parameters (a forward pass, no graph). Only methods that
+        need the losses after their update (FAMO) call it; it costs nothing
+        otherwise.
+        """
         self._step(self._ordered(losses))
+        if self.needs_recompute:
+            if recompute is None:
+                raise ValueError(f"{type(self).__name__} needs the losses after its update: the model's "
+                                 "training_step must pass method.step(terms, recompute=...)")
+            with torch.no_grad():
+                self.after_update(torch.stack([t.detach().float().reshape(()) for t in self._ordered(recompute())]))
+
+    #: whether :meth:`after_update` needs the terms recomputed after the update (FAMO)
+    needs_recompute: bool = False
+
+    def after_update(self, new_terms: Tensor) -> None:  # noqa: B027 - optional hook
+        """With ``needs_recompute``: the (K,) terms of the same batch after the update (on the device)."""
 
     @abstractmethod
     def _step(self, terms: list[Tensor]) -> None:
