@@ -11,7 +11,7 @@ from scipy.optimize import minimize
 
 from mtbench.methods.cagrad import CAGrad
 
-SGD1 = lambda p: torch.optim.SGD(p, lr=1.0)  # noqa: E731 - one SGD step exposes the update direction
+SGD1 = lambda p: torch.optim.SGD(p, lr=1.0)  # one SGD step exposes the update direction
 
 
 def ref_dual(GG, alpha):
@@ -110,7 +110,7 @@ def test_real_gradients_solve_the_dual_and_avert_the_conflict(k):
     np.testing.assert_allclose(d, want, rtol=0, atol=1e-3 * np.abs(want).max())  # SLSQP's own tolerance
     # the dual objective reached is the official one's
     grads = np.stack(vecs)
-    w_ref, c, objfn = ref_dual(grads @ grads.T, alpha)
+    w_ref, _, objfn = ref_dual(grads @ grads.T, alpha)
     lam_w = (m.weight_tensor().double().numpy() - 1.0) / k          # = lambda * w*
     w = lam_w / lam_w.sum()
     assert objfn(w) == pytest.approx(objfn(w_ref), rel=1e-5, abs=1e-8)

@@ -11,7 +11,7 @@ import torch
 
 from mtbench.methods.mgda import MGDA
 
-SGD1 = lambda p: torch.optim.SGD(p, lr=1.0)  # noqa: E731 - one SGD step exposes the update direction
+SGD1 = lambda p: torch.optim.SGD(p, lr=1.0)  # one SGD step exposes the update direction
 
 
 # ----------------------------------------------------------------------------- reference (vectors)

@@ -10,7 +10,7 @@ import torch
 
 from mtbench.methods.pcgrad import PCGrad
 
-SGD1 = lambda p: torch.optim.SGD(p, lr=1.0)  # noqa: E731 - one SGD step exposes the update direction
+SGD1 = lambda p: torch.optim.SGD(p, lr=1.0)  # one SGD step exposes the update direction
 
 
 def ref_pcgrad(vecs, orders, reduction="sum"):
