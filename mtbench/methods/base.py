@@ -11,11 +11,14 @@ a method is built) does::
 and a model's ``training_step`` calls ``method.step(losses)`` once per
 optimisation step. Nothing outside ``mtbench/methods`` knows which method runs.
 
-Two families:
+Three families:
 
 * :class:`WeightedSumMethod` (fixed weights, SoftAdapt): total = sum_i w_i L_i,
   one backward pass, then a plain torch optimiser (Adam by default).
-* MTAdam: hands the K terms to its optimiser, which takes per-term gradients.
+* :class:`GradientMethod` (MGDA, PCGrad, CAGrad, IMTL, Aligned-MTL): the K
+  per-term gradients (``term_grads.py``), coefficients c, update sum_i c_i g_i.
+* MTAdam: hands the K terms to its optimiser, which balances the per-term
+  gradients of ``term_grads.py`` per layer.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 from torch import Tensor
 
 from mtbench import validate
+from mtbench.methods.term_grads import TermGradients
 
 
 def check_positive(name: str, value: float) -> None:
@@ -174,3 +178,54 @@ class WeightedSumMethod(Method):
         total.backward()
         self._optimizer.step()
         self.after_step(stacked.detach())
+
+
+class GradientMethod(Method):
+    """d = sum_i c_i g_i from the K per-term gradients g_i, then a torch optimiser.
+
+    For the gradient-level methods (MGDA, PCGrad, CAGrad, IMTL, Aligned-MTL):
+    each step takes the K per-term gradients with the shared engine
+    (:class:`~mtbench.methods.term_grads.TermGradients`: K ``autograd.grad``
+    passes on the method's parameters only, into buffers allocated once),
+    asks the subclass for the coefficients ``c`` (:meth:`coefficients`,
+    usually from the Gram matrix ``self.grads.gram()``), writes
+    ``d = sum_i c_i g_i`` into the parameters' ``.grad`` and steps the
+    optimiser (Adam with the model's settings by default). The coefficients
+    are the logged ``weight/<term>`` (the weight of each term's gradient in the
+    update), so the weight plots and the report treat every method alike.
+    """
+
+    def __init__(self, params, term_names, default_weights=None,
+                 optimizer: Callable[..., torch.optim.Optimizer] | None = None) -> None:
+        super().__init__(params, term_names, default_weights)
+        self.grads = TermGradients(self.params, len(self.term_names))
+        self._optimizer = (optimizer or make_adam)(self.params)
+        self._coeffs = torch.ones(len(self.term_names), device=self.params[0].device)
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self._optimizer
+
+    @abstractmethod
+    def coefficients(self, losses: Tensor) -> Tensor:
+        """The (K,) coefficients of this step's per-term gradients (in ``self.grads``).
+
+        ``losses`` are the (K,) detached term values (float32, on the device)."""
+
+    def _step(self, terms: list[Tensor]) -> None:
+        losses = torch.stack([t.detach().float().reshape(()) for t in terms])
+        self.grads.compute(terms)
+        c = self.coefficients(losses)
+        self._coeffs = c.detach().to(self._coeffs.device, torch.float32)
+        self.grads.combine_into_grad(c)
+        self._optimizer.step()
+
+    def weight_tensor(self) -> Tensor:
+        return self._coeffs
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self._optimizer.state_dict(), "coefficients": self._coeffs.clone()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._optimizer.load_state_dict(state["optimizer"])
+        self._coeffs = state["coefficients"].to(self._coeffs.device, torch.float32).clone()

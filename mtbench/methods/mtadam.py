@@ -89,6 +89,7 @@ from torch import Tensor
 
 from mtbench import validate
 from mtbench.methods.base import Method, check_beta, check_positive
+from mtbench.methods.term_grads import TermGradients
 
 __all__ = ["MTAdam", "MTAdamMethod"]
 
@@ -123,7 +124,8 @@ class MTAdam(torch.optim.Optimizer):
         defaults["betas"] = tuple(float(b) for b in betas)
         self._effective_weights: Tensor | None = None
         self._rank_cache: dict[tuple, Tensor] = {}
-        self._scratch: dict[Tensor, tuple[Tensor, Tensor, Tensor]] = {}
+        self._scratch: dict[Tensor, tuple[Tensor, Tensor]] = {}
+        self._engine: TermGradients | None = None
         super().__init__(params, defaults)
 
     # -- configuration ------------------------------------------------------
@@ -156,6 +158,7 @@ class MTAdam(torch.optim.Optimizer):
         self.__dict__.setdefault("_effective_weights", None)
         self.__dict__.setdefault("_rank_cache", {})
         self.__dict__.setdefault("_scratch", {})
+        self.__dict__.setdefault("_engine", None)
         for group in self.param_groups:
             group.setdefault("amsgrad", False)
 
@@ -215,7 +218,7 @@ class MTAdam(torch.optim.Optimizer):
         if not params:
             return
         self._prepare(params, k)
-        norms = self._term_grads(losses, params)
+        norms = self._engine.compute(losses)
         with torch.no_grad():
             self._update(norms, ranks)
 
@@ -241,47 +244,16 @@ class MTAdam(torch.optim.Optimizer):
                 if group["amsgrad"] and "max_exp_avg_sq" not in st:
                     st["max_exp_avg_sq"] = torch.zeros_like(st["exp_avg_sq"])
                 sc = self._scratch.get(p)
-                if sc is None or sc[0].shape[0] != k or sc[0].dtype != p.dtype or sc[0].device != p.device:
-                    # persistent work buffers (not state): the K gradients of p, D and sum_i m_i.
-                    # Re-using them avoids allocating fresh memory every step (page faults on CPU).
-                    self._scratch[p] = (torch.empty((k, *p.shape), dtype=p.dtype, device=p.device),
-                                        torch.empty_like(p, memory_format=torch.contiguous_format),
+                if sc is None or sc[0].dtype != p.dtype or sc[0].device != p.device:
+                    # persistent work buffers (not state): D and sum_i m_i. Re-using them avoids
+                    # allocating fresh memory every step (page faults on CPU).
+                    self._scratch[p] = (torch.empty_like(p, memory_format=torch.contiguous_format),
                                         torch.empty_like(p, memory_format=torch.contiguous_format))
-
-    def _term_grads(self, losses: list[Tensor], params: list[Tensor]) -> list[list[Tensor]]:
-        """Write dL_i/dp into row i of p's gradient buffer (zeros where term i has
-        no path to p); return norms[i][j] = ||dL_i/dp_j|| as 0-d tensors."""
-        need = [i for i, loss in enumerate(losses) if loss.requires_grad]
-        last = need[-1] if need else -1
-        bufs = [self._scratch[p][0] for p in params]
-        zeros = {}
-        norms: list[list[Tensor]] = []
-        for i, loss in enumerate(losses):
-            if loss.requires_grad:
-                gs = torch.autograd.grad(loss.reshape(()), params, retain_graph=i < last, allow_unused=True)
-            else:
-                gs = (None,) * len(params)
-            have = [j for j, g in enumerate(gs) if g is not None]
-            miss = [j for j, g in enumerate(gs) if g is None]
-            present = [gs[j] for j in have]
-            for g in present:
-                if g.is_sparse:
-                    raise RuntimeError("MTAdam does not support sparse gradients")
-            row: list[Tensor] = [None] * len(params)  # type: ignore[list-item]
-            if present:
-                torch._foreach_copy_([bufs[j][i] for j in have], present)
-                for j, n in zip(have, torch._foreach_norm(present)):
-                    row[j] = n
-            if miss:
-                torch._foreach_zero_([bufs[j][i] for j in miss])
-                for j in miss:
-                    key = (params[j].device, params[j].dtype)
-                    if key not in zeros:
-                        zeros[key] = torch.zeros((), dtype=params[j].dtype, device=params[j].device)
-                    row[j] = zeros[key]
-            norms.append(row)
-            del gs, present
-        return norms
+        engine = self._engine
+        if engine is None or engine.k != k or len(engine.params) != len(params) or any(
+                a is not b for a, b in zip(engine.params, params)):
+            # the K per-term gradients of every parameter, in buffers allocated once (term_grads.py)
+            self._engine = TermGradients(params, k)
 
     def _update(self, norms: list[list[Tensor]], ranks: tuple[float, ...]) -> None:
         k = len(norms)
@@ -307,7 +279,7 @@ class MTAdam(torch.optim.Optimizer):
                 npar = len(ps)
                 states = [self.state[p] for p in ps]
                 scratch = [self._scratch[p] for p in ps]
-                gbufs = [s[0] for s in scratch]
+                gbufs = [self._engine.grads[c] for c in cols]
 
                 # 2. running norms n (K, P); all K updated before any rescaling
                 gn = torch.stack([norms[i][c] for i in range(k) for c in cols]).view(k, npar)
@@ -353,8 +325,8 @@ class MTAdam(torch.optim.Optimizer):
                 #    (= sqrt(max_i v_i) / sqrt(bc2) + eps exactly, sqrt being monotone)
                 bc1 = 1 - beta1 ** t
                 bc2 = 1 - beta2 ** t
-                denom = [s[1] for s in scratch]
-                m_sum = [s[2] for s in scratch]
+                denom = [s[0] for s in scratch]
+                m_sum = [s[1] for s in scratch]
                 for v, m, d, s in zip(vs, ms, denom, m_sum):
                     torch.amax(v, 0, out=d)
                     torch.sum(m, 0, out=s)
