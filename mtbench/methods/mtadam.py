@@ -19,7 +19,8 @@ it alone.
 
 Per parameter tensor ``p``, step ``t = 1, 2, ...``:
 
-1. ``g_i = dL_i/dp`` (``torch.autograd.grad`` on this optimiser's parameters;
+1. ``g_i = dL_i/dp`` (the shared per-term gradient engine,
+   :mod:`mtbench.methods.term_grads`, on this optimiser's parameters only;
    0 if term ``i`` has no path to ``p``)
 2. ``n_i = ||g_i||`` if ``t == 1`` else ``beta3 * n_i + (1 - beta3) * ||g_i||``
    (all K norms are updated before any rescaling)
@@ -56,10 +57,11 @@ Differences from the reference code (intended, see SPEC section 4)
   has a zero gradient there (its norm decays, its moments decay).
 * The reference calls ``loss.backward(retain_graph=True)`` for every term, so it
   fills the ``.grad`` of every other tensor in the graph (e.g. a GAN
-  discriminator) and keeps the whole graph alive. Here the gradients are taken
-  with ``torch.autograd.grad`` with respect to this optimiser's parameters only:
-  no ``.grad`` anywhere is touched, and the graph is retained only until the
-  last term that requires grad has been differentiated.
+  discriminator) and keeps the whole graph alive. Here each term's backward
+  pass runs with ``inputs=`` this optimiser's parameters, into buffers of its
+  own: no other ``.grad`` is touched, the parameters' ``.grad`` are left as
+  they were, and the graph is retained only until the last term that requires
+  grad has been differentiated.
 * The reference keeps the running norms as attributes of the parameter
   objects, outside ``state_dict``. Here they are ``state[p]["norms"]`` and
   round-trip with ``state_dict()`` / ``load_state_dict()``.
