@@ -78,10 +78,19 @@ def build_experiment(cfg: DictConfig, with_method: bool = True) -> Experiment:
     if with_method:
         method = build_method(cfg.method, model)
     objective = build_objective(model, cfg.get("eval"))
+    if trainer.eval_limit_batches is not None and objective.fid_on:
+        raise ConfigError(f"trainer.eval_limit_batches={trainer.eval_limit_batches} evaluates part of each split, "
+                          f"but FID is on: set eval.fid=false (FID caches its statistics of whole splits)")
     steps_per_epoch = math.ceil(len(data.train) / cfg.trainer.batch_size)
     if steps_per_epoch == 0:
         raise ConfigError(f"the training split of data {data.name!r} is empty")
+    if trainer.overfit_batches:  # every epoch is the same first batches
+        steps_per_epoch = min(steps_per_epoch, trainer.overfit_batches)
     total = cfg.trainer.max_steps or cfg.trainer.epochs * steps_per_epoch
+    if trainer.profile_steps and total < trainer.profile_steps + 2:
+        raise ConfigError(f"trainer.profile_steps={trainer.profile_steps} records steps 3 to "
+                          f"{trainer.profile_steps + 2} (after 1 wait and 1 warmup step), but the run has {total} "
+                          f"steps: raise trainer.max_steps or lower trainer.profile_steps")
     schedulers = model.lr_schedulers(method, total) if with_method else []
     return Experiment(cfg=cfg, device=device, amp_dtype=amp_dtype, data=data, model=model, method=method,
                       objective=objective, trainer=trainer, steps_per_epoch=steps_per_epoch, total_steps=total, schedulers=schedulers)

@@ -171,6 +171,17 @@ class TrainerSettings(_Settings):
     progress: bool = _setting(True, _boolean)
     #: keep checkpoints/best.pt (chosen on the val split); not in the YAML: mtbench tune's trials set it false
     keep_best: bool = _setting(True, _boolean)
+    # -- debugging (conf/debug/*.yaml set these; see README "Debugging runs")
+    #: false: no checkpoint at all (periodic, final, best.pt, on SIGINT/SIGTERM): the run cannot be resumed
+    save_checkpoints: bool = _setting(True, _boolean)
+    #: evaluations read at most this many batches of each eval split (null: all); needs FID off (eval.fid=false)
+    eval_limit_batches: int | None = _setting(None, _int_at_least(1, none=True))
+    #: N >= 1: train on the first N batches of the first epoch, the same tensors every epoch (0: off)
+    overfit_batches: int = _setting(0, _int_at_least(0))
+    #: torch.autograd anomaly detection during training: a NaN in backward raises, naming the forward op
+    detect_anomaly: bool = _setting(False, _boolean)
+    #: N: the torch profiler records N steps after 1 wait and 1 warmup step; trace in <run dir>/profile/ (null: off)
+    profile_steps: int | None = _setting(None, _int_at_least(1, none=True))
 
     def _check_together(self) -> None:
         if self.epochs is None and self.max_steps is None:

@@ -38,9 +38,11 @@ __all__ = ["CHECKPOINT", "BEST", "RESUME_KEYS", "NOT_TRAJECTORY", "TrainState", 
            "load_checkpoint", "load_model_weights"]
 
 RESUME_KEYS = ("model", "data", "method", "seed", "trainer")  # config sections that must match to resume a run
-#: trainer settings a resumed run may change: they decide what is shown and saved, not what is trained
-#: (evaluations and sample images may draw random numbers, so eval_* and image_every must match)
-NOT_TRAJECTORY = ("trainer.progress", "trainer.log_every", "trainer.checkpoint_every", "trainer.keep_best")
+#: trainer settings a resumed run may change: they decide what is shown, saved or checked, not what is trained
+#: (evaluations and sample images may draw random numbers, so eval_* (eval_limit_batches too) and image_every
+#: must match; overfit_batches changes the batches)
+NOT_TRAJECTORY = ("trainer.progress", "trainer.log_every", "trainer.checkpoint_every", "trainer.keep_best",
+                  "trainer.save_checkpoints", "trainer.detect_anomaly", "trainer.profile_steps")
 #: may grow when a finished run is trained further (raise trainer.max_steps/epochs)
 EXTENSIBLE = ("trainer.max_steps", "trainer.epochs")
 _FLOAT32_MAX = torch.finfo(torch.float32).max
@@ -175,6 +177,8 @@ def read_checkpoint(path: Path, device: torch.device, cfg: DictConfig, keys=RESU
         raise ConfigError(f"cannot read checkpoint {path}: its config record is not JSON") from None
     if not isinstance(old, dict):
         raise ConfigError(f"cannot read checkpoint {path}: its config record is not a mapping")
+    if isinstance(old.get("trainer"), dict):  # a setting added since the checkpoint was written: its default
+        old["trainer"] = {**dataclasses.asdict(TrainerSettings()), **old["trainer"]}
     diff = config_differences(old, json.loads(resume_snapshot(cfg, keys)), keys, bool(ckpt.get("finished")))
     if diff:
         more = f" (and {len(diff) - 4} more)" if len(diff) > 4 else ""

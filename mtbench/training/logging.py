@@ -4,8 +4,9 @@ Hot-path rule: the loop never syncs with the device except at log, evaluation
 and checkpoint time. :class:`StepLog` copies each step's loss values into a
 small device buffer; :meth:`RunLogger.flush` brings the interval to the host
 in one transfer, checks it for NaN/inf (naming the term and the step), and
-writes the means and the method's weights to TensorBoard (``loss/<term>``,
-``weight/<term>``, ``time/step_ms``), ``metrics.jsonl`` and the progress bar
+writes the means and the method's weights (``loss/<term>``, ``weight/<term>``,
+``time/step_ms``) to ``metrics.jsonl``, the run's logging backends
+(:mod:`mtbench.training.loggers`: TensorBoard, CSV, MLflow) and the progress bar
 (the unweighted sum of the terms, comparable across methods; when stderr is
 not a terminal, one plain line per interval instead of carriage-return updates).
 """
@@ -22,6 +23,7 @@ import torch
 
 from mtbench.errors import NonFiniteLossError
 from mtbench.rundir import METRICS
+from mtbench.training.loggers import Logger
 from mtbench.utils import disk_full_error
 
 __all__ = ["StepLog", "RunLogger"]
@@ -52,17 +54,16 @@ class StepLog:
 
 
 class RunLogger:
-    """TensorBoard, ``metrics.jsonl`` and the progress bar of one run (open while it trains)."""
+    """``metrics.jsonl``, the progress bar and the run's backends (TensorBoard, CSV, MLflow: conf/logger/), open
+    while it trains. ``backends=None``: TensorBoard alone; ``params``: the run's settings for the backends."""
 
-    def __init__(self, out: Path, total_steps: int, initial_step: int, desc: str, progress: bool) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+    def __init__(self, out: Path, total_steps: int, initial_step: int, desc: str, progress: bool,
+                 backends: list[Logger] | None = None, params: dict[str, Any] | None = None) -> None:
         from tqdm.auto import tqdm
 
-        self.writer = SummaryWriter(log_dir=str(out))
-        # TensorBoard's CUSTOM SCALARS tab: all of a run's term weights in one chart, and all its losses in another
-        # (the SCALARS tab has one chart per term, across runs)
-        self.writer.add_custom_scalars({"all terms of a run": {"weights (weight/*)": ["Multiline", [r"^weight/"]],
-                                                               "losses (loss/*)": ["Multiline", [r"^loss/"]]}})
+        from mtbench.training.loggers.tensorboard import TensorBoardLogger
+
+        self.backends: list[Logger] = [TensorBoardLogger()] if backends is None else list(backends)
         self.metrics_file = open(out / METRICS, "a")  # noqa: SIM115 - closed in close()
         #: on a terminal a progress bar; otherwise (a pipe, a Slurm log) one plain line per log interval
         self.last_step = initial_step
@@ -70,21 +71,30 @@ class RunLogger:
         self.desc, self.total, self.started = desc, total_steps, time.perf_counter()
         self.pbar = tqdm(total=total_steps, initial=initial_step, desc=desc, unit="step", dynamic_ncols=True,
                          disable=not progress or self.plain, file=sys.stderr)
+        self.opened: list[Logger] = []
+        try:
+            for backend in self.backends:
+                backend.open(out, initial_step, desc, params or {})
+                self.opened.append(backend)
+        except BaseException:
+            self.close("FAILED")
+            raise
 
     def _write(self, step: int, record: dict[str, float]) -> None:
         self.last_step = step
-        for k, v in record.items():
-            self.writer.add_scalar(k, v, step)
         try:
             self.metrics_file.write(json.dumps({"step": step, **record}) + "\n")
             self.metrics_file.flush()
         except OSError as err:  # a full disk: one line naming the file, not a traceback
             raise disk_full_error(err, self.metrics_file.name) or err from None
+        for backend in self.backends:
+            backend.log_metrics(step, record)
 
     def flush(self, steplog: StepLog, step: int, weights: dict[str, float], terms: list[str], interval_s: float,
-              checkpoint: Path) -> None:
+              checkpoint: Path | None) -> None:
         """Log the interval's means at ``step``; a NaN/inf term raises, naming it and its step (under
-        trainer.nan_policy=skip such steps were undone and never reach the log)."""
+        trainer.nan_policy=skip such steps were undone and never reach the log). ``checkpoint``: the last
+        good checkpoint the error names (None: the run writes none)."""
         got = steplog.flush()
         if got is None:
             return
@@ -93,9 +103,11 @@ class RunLogger:
         if not bool(finite.all()):
             row, col = (~finite).nonzero()[0].tolist()
             bad_step, name, val = first + row, steplog.names[col], values[row, col].item()
+            kept = (f"the last good checkpoint is {checkpoint}" if checkpoint is not None else
+                    "no checkpoint is written (trainer.save_checkpoints=false)")
             raise NonFiniteLossError(
-                f"loss term {name!r} is {val} at step {bad_step}; the last good checkpoint is "
-                f"{checkpoint} (trainer.nan_policy=skip skips such steps instead)")
+                f"loss term {name!r} is {val} at step {bad_step}; {kept} "
+                f"(trainer.nan_policy=skip skips such steps instead)")
         means = values.mean(0).tolist()
         record: dict[str, float] = {f"loss/{n}": v for n, v in zip(steplog.names, means)}
         record.update({f"weight/{n}": w for n, w in weights.items()})
@@ -114,32 +126,19 @@ class RunLogger:
         self._write(step, {f"{prefix}{k}": v for k, v in metrics.items()})
 
     def log_images(self, step: int, images: dict[str, torch.Tensor]) -> None:
-        from torchvision.utils import make_grid
+        for backend in self.backends:
+            backend.log_images(step, images)
 
-        for name, img in images.items():
-            self.writer.add_image(f"images/{name}", make_grid(img.float().clamp(0, 1).cpu(), nrow=4), step)
+    def log_final(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+        """The run's settings and final metrics (TensorBoard's HPARAMS, MLflow's final/<metric>)."""
+        for backend in self.backends:
+            backend.log_final(self.last_step, hparams, metrics)
 
-    def log_hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-        """This run's settings and final metrics for TensorBoard's HPARAMS tab, as a session of its own.
-
-        ``SummaryWriter.add_hparams`` also writes an experiment layout (the columns) made from this run's keys
-        alone; TensorBoard keeps one layout per log dir, so runs with other settings (another method, another
-        model) lost their columns. Only the session start/end records are written here: with no layout,
-        TensorBoard builds the columns from every run's sessions, the union of all their settings and metrics.
-        """
-        from torch.utils.tensorboard.summary import hparams as hparams_summaries
-
-        final = {f"hparam/{k}": v for k, v in metrics.items()}
-        _, session_start, session_end = hparams_summaries(hparams, final)
-        writer = self.writer._get_file_writer()
-        writer.add_summary(session_start, self.last_step)
-        writer.add_summary(session_end, self.last_step)
-        for k, v in final.items():
-            self.writer.add_scalar(k, v, self.last_step)
-
-    def close(self) -> None:
+    def close(self, status: str = "FINISHED") -> None:
+        """Close every backend (``status``: FINISHED, FAILED or KILLED) and the files."""
         self.pbar.close()
-        self.writer.close()
+        for backend in self.opened:
+            backend.close(status)
         try:
             self.metrics_file.close()
         except OSError:  # the write that failed (full disk) has been reported; closing must not mask it

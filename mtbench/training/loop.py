@@ -19,6 +19,7 @@ a step whose terms or losses are not all finite is undone
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import time
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
@@ -34,14 +37,30 @@ from mtbench.errors import ConfigError, NonFiniteLossError, RunInterrupted
 from mtbench.experiment import build_experiment
 from mtbench.rundir import build_summary, choice, flat_hparams, write_summary
 from mtbench.training.checkpoint import BEST, CHECKPOINT, TrainState, load_checkpoint, save_checkpoint
-from mtbench.training.data_order import make_eval_loader, make_train_loader
+from mtbench.training.data_order import Position, make_eval_loader, make_train_loader
+from mtbench.training.debug import FirstBatches, debug_tools, first_batches
+from mtbench.training.loggers import Logger
 from mtbench.training.logging import RunLogger, StepLog
 from mtbench.training.skip import StepUndo, all_finite
 from mtbench.utils import to_device
 
 log = logging.getLogger("mtbench.train")
 
-__all__ = ["Runner"]
+__all__ = ["Runner", "build_loggers"]
+
+
+def build_loggers(node: DictConfig | None) -> list[Logger]:
+    """The logging backends chosen in ``cfg.logger`` (conf/logger/: one entry per chosen option; null: none),
+    built with ``instantiate``; a missing package or a bad setting is one ConfigError line (nothing written)."""
+    backends = []
+    for entry in (node or {}).values():
+        try:
+            backends.append(instantiate(entry, _convert_="object"))
+        except InstantiationException as err:
+            if isinstance(err.__cause__, ConfigError):
+                raise err.__cause__ from None
+            raise
+    return backends
 
 
 class Runner:
@@ -50,7 +69,10 @@ class Runner:
     def __init__(self, cfg: DictConfig, out: Path, with_method: bool = True) -> None:
         self.cfg, self.out = cfg, out
         self.exp = build_experiment(cfg, with_method=with_method)
+        #: TensorBoard, CSV, MLflow (conf/logger/); built now (checked, nothing written), opened by fit()
+        self.loggers = build_loggers(cfg.get("logger")) if with_method else []
         self.state = TrainState()
+        self._overfit: list | None = None  # trainer.overfit_batches: the batches repeated
         self.stop_signal: int | None = None
         self.last_eval: dict[str, float] = {}
         #: called as on_eval(step, metrics) after every selection evaluation (Hyperband reports and prunes here)
@@ -80,7 +102,7 @@ class Runner:
 
     def keep_best(self, metrics: dict[str, float], start: float) -> None:
         """Save checkpoints/best.pt when the primary metric improves (selection-split evaluations only)."""
-        if not self.exp.trainer.keep_best:
+        if not (self.exp.trainer.keep_best and self.exp.trainer.save_checkpoints):
             return
         value = metrics.get(self.objective.primary)
         if self.objective.better(value, self.state.best):
@@ -125,8 +147,9 @@ class Runner:
         if self.state.skipped > limit * self.total_steps:
             raise NonFiniteLossError(
                 f"{self.state.skipped} of the run's {self.total_steps} steps had a NaN/inf term or loss and were "
-                f"skipped, more than trainer.max_skipped={limit:g} of them; the last good checkpoint is "
-                f"{self.out / CHECKPOINT}")
+                f"skipped, more than trainer.max_skipped={limit:g} of them; " + (
+                    f"the last good checkpoint is {self.out / CHECKPOINT}" if self.exp.trainer.save_checkpoints
+                    else "no checkpoint is written (trainer.save_checkpoints=false)"))
 
     def evaluate(self, split: Dataset | None = None) -> dict[str, float]:
         """Metrics on ``split``, by default the final split (trainer.eval_split); extra_eval sets only then."""
@@ -135,7 +158,7 @@ class Runner:
         bs = getattr(self.data, "eval_batch_size", None)
         self.model.eval()
         try:
-            loader = make_eval_loader(split, self.cfg, self.device, bs)
+            loader = self._eval_loader(split, bs)
             metrics = self.model.evaluate(loader)
             name = "val" if split is self.data.val else "test"
             metrics.update(self.objective.fid_metrics(self.model, loader, self.cfg.data, name, self.device))
@@ -144,12 +167,37 @@ class Runner:
                 if extra is split:  # the eval split is also reported under its own name (e.g. Set5/psnr)
                     metrics.update({f"{extra_name}/{k}": v for k, v in main.items()})
                 elif final and self.exp.trainer.eval_split != "val":
-                    m = self.model.evaluate(make_eval_loader(extra, self.cfg, self.device, bs))
+                    m = self.model.evaluate(self._eval_loader(extra, bs))
                     metrics.update({f"{extra_name}/{k}": v for k, v in m.items()})
         finally:
             self.model.train()
         self.last_eval = metrics
         return metrics
+
+    def _eval_loader(self, split: Dataset, batch_size: int | None):
+        loader = make_eval_loader(split, self.cfg, self.device, batch_size)
+        limit = self.exp.trainer.eval_limit_batches
+        return loader if limit is None else FirstBatches(loader, limit)
+
+    def _train_batches(self):
+        """The batches of the current epoch from the current position: the training loader's or, with
+        trainer.overfit_batches=N, the first N batches of the first epoch, the same tensors every epoch."""
+        n = self.exp.trainer.overfit_batches
+        if not n:
+            return make_train_loader(self.data.train, self.cfg, self.cfg.seed, self.pos, self.device)
+        if self._overfit is None:
+            self._overfit = first_batches(
+                lambda: make_train_loader(self.data.train, self.cfg, self.cfg.seed, Position(), self.device),
+                n, self.cfg.seed)
+        return self._overfit[self.pos.batch_in_epoch:]
+
+    def params(self) -> dict[str, Any]:
+        """The run's settings as TensorBoard's HPARAMS shows them (model, data, method, seed, the model's and the
+        method's settings); fit() gives the backends these and the trainer settings when the run starts."""
+        return {"model": choice("model"), "method": choice("method"), "data": choice("data"), "seed": self.cfg.seed,
+                **flat_hparams("model", self.model.hparams()),
+                **({"model.init_from": self.init_from["path"]} if self.init_from else {}),
+                **flat_hparams("method", self.method.hparams())}
 
     def sample_images(self, batch) -> dict[str, torch.Tensor]:
         self.model.eval()
@@ -173,81 +221,96 @@ class Runner:
 
     def fit(self) -> dict[str, Any]:
         cfg, t = self.cfg, self.exp.trainer  # typed, validated settings
-        logger = RunLogger(self.out, self.total_steps, self.pos.step, f"{cfg.get('name', 'train')}", t.progress)
+        params = {**self.params(), **flat_hparams("trainer", dataclasses.asdict(t))}
+        logger = RunLogger(self.out, self.total_steps, self.pos.step, f"{cfg.get('name', 'train')}", t.progress,
+                           backends=self.loggers, params=params)
+        status = "FAILED"  # what the backends record unless the run finishes or is interrupted
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         start = interval_start = time.perf_counter()
         steplog: StepLog | None = None
         image_every = t.image_every
         select = self.selection_split()
         select_prefix = "eval/" if select is self.eval_split() else "val/"
+        checkpoint = self.out / CHECKPOINT if t.save_checkpoints else None  # what errors may name
 
         undo = StepUndo(self.model, self.method, self.model.aux_optimizers()) if t.nan_policy == "skip" else None
 
         def flush(now: float) -> None:
             logger.flush(steplog, self.pos.step, self.method.weights(), self.model.term_names, now - interval_start,
-                         self.out / CHECKPOINT)
+                         checkpoint)
 
         try:
             self.check_eval_data()
             self.model.train()
-            while self.pos.step < self.total_steps:
-                for batch in make_train_loader(self.data.train, cfg, cfg.seed, self.pos, self.device):
-                    batch = to_device(batch, self.device)
-                    if undo is not None:
-                        undo.take()
-                    logs = self.model.training_step(batch, self.method)
-                    for s in self.exp.schedulers:
-                        s.step()
-                    self.pos.step += 1
-                    self.pos.batch_in_epoch += 1
-                    if steplog is None:
-                        steplog = StepLog(list(logs), t.log_every, self.device)
-                    if undo is not None and not all_finite(logs):
-                        self._skip(undo, self.pos.step)
+            with debug_tools(t, self.out, self.device) as after_step:  # anomaly detection, profiler (or none)
+                while self.pos.step < self.total_steps:
+                    for batch in self._train_batches():
+                        batch = to_device(batch, self.device)
+                        if undo is not None:
+                            undo.take()
+                        logs = self.model.training_step(batch, self.method)
+                        for s in self.exp.schedulers:
+                            s.step()
+                        self.pos.step += 1
+                        self.pos.batch_in_epoch += 1
+                        after_step()
+                        if steplog is None:
+                            steplog = StepLog(list(logs), t.log_every, self.device)
+                        if undo is not None and not all_finite(logs):
+                            self._skip(undo, self.pos.step)
+                        else:
+                            steplog.add(self.pos.step, logs)
+                        logger.pbar.update(1)
+                        step = self.pos.step
+                        # the first step too: even a short run has a start and an end to plot
+                        if step % t.log_every == 0 or step == self.total_steps or step == 1:
+                            now = time.perf_counter()
+                            flush(now)
+                            interval_start = now
+                        if image_every and (step % image_every == 0 or step == 1):
+                            logger.log_images(step, self.sample_images(batch))
+                        if t.eval_every and step % t.eval_every == 0 and step < self.total_steps:
+                            flush(time.perf_counter())
+                            metrics = self.evaluate(select)
+                            logger.log_eval(step, metrics, select_prefix)
+                            self.keep_best(metrics, start)
+                            if self.on_eval is not None:
+                                self.on_eval(step, metrics)
+                            interval_start = time.perf_counter()
+                        stopping = self.stop_signal is not None
+                        if stopping or (t.checkpoint_every and step % t.checkpoint_every == 0):
+                            flush(time.perf_counter())
+                            path = (self.save(False, self.state.elapsed_before + time.perf_counter() - start)
+                                    if t.save_checkpoints else None)
+                            if stopping:
+                                raise RunInterrupted(self.stop_signal, step, path, hint=None if path else (
+                                    "no checkpoint was written (trainer.save_checkpoints=false): start the run "
+                                    "again"))
+                        if step >= self.total_steps:
+                            break
                     else:
-                        steplog.add(self.pos.step, logs)
-                    logger.pbar.update(1)
-                    step = self.pos.step
-                    # the first step too: even a short run has a start and an end to plot
-                    if step % t.log_every == 0 or step == self.total_steps or step == 1:
-                        now = time.perf_counter()
-                        flush(now)
-                        interval_start = now
-                    if image_every and (step % image_every == 0 or step == 1):
-                        logger.log_images(step, self.sample_images(batch))
-                    if t.eval_every and step % t.eval_every == 0 and step < self.total_steps:
-                        flush(time.perf_counter())
-                        metrics = self.evaluate(select)
-                        logger.log_eval(step, metrics, select_prefix)
-                        self.keep_best(metrics, start)
-                        if self.on_eval is not None:
-                            self.on_eval(step, metrics)
-                        interval_start = time.perf_counter()
-                    stopping = self.stop_signal is not None
-                    if stopping or (t.checkpoint_every and step % t.checkpoint_every == 0):
-                        flush(time.perf_counter())
-                        path = self.save(False, self.state.elapsed_before + time.perf_counter() - start)
-                        if stopping:
-                            raise RunInterrupted(self.stop_signal, step, path)
-                    if step >= self.total_steps:
-                        break
-                else:
-                    self.pos.epoch += 1
-                    self.pos.batch_in_epoch = 0
+                        self.pos.epoch += 1
+                        self.pos.batch_in_epoch = 0
             if steplog is not None:
                 flush(time.perf_counter())
             logger.pbar.close()
-            return self._finish(logger, start, select, select_prefix)
+            summary = self._finish(logger, start, select, select_prefix)
+            status = "FINISHED"
+            return summary
+        except (RunInterrupted, KeyboardInterrupt):
+            status = "KILLED"
+            raise
         finally:
             for s, h in old_handlers.items():
                 signal.signal(s, h)
-            logger.close()
+            logger.close(status)
 
     def _finish(self, logger: RunLogger, start: float, select: Dataset, select_prefix: str) -> dict[str, Any]:
         """The last checkpoint (first: an evaluation that fails loses nothing, and ``resume=true`` then finishes
-        the run), the final evaluation, best.pt, TensorBoard hparams and summary.json."""
+        the run), the final evaluation, best.pt, the backends' hparams and final metrics, and summary.json."""
         wall = self.state.elapsed_before + time.perf_counter() - start
-        self.save(True, wall)
+        if self.exp.trainer.save_checkpoints:
+            self.save(True, wall)
         metrics = self.evaluate()
         logger.log_eval(self.pos.step, metrics)
         chosen = metrics  # reported; best.pt and on_eval read a val evaluation when the final split is test
@@ -259,11 +322,9 @@ class Runner:
             self.on_eval(self.pos.step, chosen)
         summary = self.summary(metrics, wall)
         summary["baseline"] = compare_to_baseline(summary, self.cfg)
-        hp = {"model": choice("model"), "method": choice("method"), "data": choice("data"), "seed": self.cfg.seed,
-              **flat_hparams("model", self.model.hparams()),
-              **({"model.init_from": self.init_from["path"]} if self.init_from else {}),
-              **flat_hparams("method", self.method.hparams())}
-        logger.log_hparams(hp, metrics)
+        if not self.exp.trainer.save_checkpoints:
+            summary["checkpoints"] = "none written (trainer.save_checkpoints=false): the run cannot be resumed"
+        logger.log_final(self.params(), metrics)
         if self.fid_error is not None:
             summary["fid_note"] = f"FID not computed: {self.fid_error}"
         write_summary(self.out, summary)
