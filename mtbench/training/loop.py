@@ -14,7 +14,11 @@ Before the first step, everything that can fail later is checked: the eval
 splits exist and every image in them decodes. Under ``trainer.nan_policy=skip``
 a step whose terms or losses are not all finite is undone
 (:mod:`mtbench.training.skip`) and counted once; the run fails when more than
-``trainer.max_skipped`` of its steps were skipped.
+``trainer.max_skipped`` of its steps were skipped. The logging backends
+(``cfg.logger``, :mod:`mtbench.training.loggers`) are built with the runner and
+opened by :meth:`Runner.fit`; the debugging settings (``detect_anomaly``,
+``profile_steps``, ``overfit_batches``, ``eval_limit_batches``) are applied
+through :mod:`mtbench.training.debug`; ``save_checkpoints=false`` writes none.
 """
 
 from __future__ import annotations
