@@ -52,7 +52,7 @@ CHECKPOINT = Path("checkpoints") / "last.pt"
 BEST = Path("checkpoints") / "best.pt"
 LOCK = ".lock"  # held (fcntl) by the process that trains in the run dir; holds its pid
 #: what a run writes as it trains: a fresh run never appends to these when a dead run left them behind
-RUN_LOGS = ("metrics.jsonl", "events.out.tfevents.*", RUN_CONFIG, ".hydra")
+RUN_LOGS = ("metrics.jsonl", "metrics.csv", "events.out.tfevents.*", RUN_CONFIG, ".hydra")
 
 __all__ = ["RUN_CONFIG", "SUMMARY", "METRICS", "EVAL_RECORD", "FAILED", "CHECKPOINT", "BEST", "recorded_overrides", "rebuild_config", "allowed_targets", "check_targets",
            "choice", "flat_hparams", "write_run_config", "build_summary", "write_summary", "read_summary", "find_resumable",
