@@ -225,8 +225,8 @@ class CycleGANModel(Model):
             pred_real, pred_fake = net(real), net(fake.detach())
         return (self.criterion_gan(pred_real, True) + self.criterion_gan(pred_fake, False)) * 0.5
 
-    def training_step(self, batch, method) -> dict[str, Tensor]:
-        real_a, real_b = self.prepare_input(batch["A"]), self.prepare_input(batch["B"])
+    def _generate(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
+        """Both generators' outputs for the batch: fakes, reconstructions and identity mappings."""
         with self.autocast():
             fake_b = self.G_A(real_a)
             rec_a = self.G_B(fake_b)
@@ -234,20 +234,33 @@ class CycleGANModel(Model):
             rec_b = self.G_A(fake_a)
             idt_a = self.G_A(real_b)
             idt_b = self.G_B(real_a)
+        return {"fake_B": fake_b, "rec_A": rec_a, "fake_A": fake_a, "rec_B": rec_b, "idt_A": idt_a, "idt_B": idt_b}
+
+    def _generator_terms(self, real_a: Tensor, real_b: Tensor, out: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The six unweighted generator terms (both discriminators must already be frozen by the caller)."""
+        with self.autocast():
+            pred_a, pred_b = self.D_A(out["fake_B"]), self.D_B(out["fake_A"])
+        return {
+            "G_A": self.criterion_gan(pred_a, True),
+            "G_B": self.criterion_gan(pred_b, True),
+            "cycle_A": F.l1_loss(out["rec_A"].float(), real_a.float()),
+            "cycle_B": F.l1_loss(out["rec_B"].float(), real_b.float()),
+            "idt_A": F.l1_loss(out["idt_A"].float(), real_b.float()),
+            "idt_B": F.l1_loss(out["idt_B"].float(), real_a.float()),
+        }
+
+    def training_step(self, batch, method) -> dict[str, Tensor]:
+        real_a, real_b = self.prepare_input(batch["A"]), self.prepare_input(batch["B"])
+        out = self._generate(real_a, real_b)
+        fake_b, fake_a = out["fake_B"], out["fake_A"]
 
         # G step: both discriminators frozen, so the method touches none of their gradients
         with frozen([self.D_A, self.D_B]):
-            with self.autocast():
-                pred_a, pred_b = self.D_A(fake_b), self.D_B(fake_a)
-            terms = {
-                "G_A": self.criterion_gan(pred_a, True),
-                "G_B": self.criterion_gan(pred_b, True),
-                "cycle_A": F.l1_loss(rec_a.float(), real_a.float()),
-                "cycle_B": F.l1_loss(rec_b.float(), real_b.float()),
-                "idt_A": F.l1_loss(idt_a.float(), real_b.float()),
-                "idt_B": F.l1_loss(idt_b.float(), real_a.float()),
-            }
-            method.step(terms)
+            terms = self._generator_terms(real_a, real_b, out)
+            # recompute: the same batch's terms at the updated generators (D frozen, the pools not queried), for
+            # methods that need them (FAMO)
+            method.step(terms, recompute=lambda: self._generator_terms(real_a, real_b,
+                                                                       self._generate(real_a, real_b)))
 
         # D step (unfrozen): on a history of generated images
         self.opt_D.zero_grad(set_to_none=True)

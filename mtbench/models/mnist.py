@@ -119,7 +119,7 @@ class MNISTModel(Model):
     def training_step(self, batch, method) -> dict[str, Tensor]:
         x, y = batch
         losses = self.terms(x, y)
-        method.step(losses)
+        method.step(losses, recompute=lambda: self.terms(x, y))  # the same batch at the updated weights (FAMO)
         return {k: v.detach() for k, v in losses.items()}
 
     @torch.no_grad()

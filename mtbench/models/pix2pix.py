@@ -174,11 +174,21 @@ class Pix2PixModel(Model):
                              f"needs (N, C, H, W) images with H and W divisible by {factor}, got {tuple(x.shape)}; "
                              f"set model.image_size to the data's image size")
 
+    def _generate(self, real_a: Tensor) -> Tensor:
+        with self.autocast():
+            return self.G(real_a)
+
+    def _generator_terms(self, real_a: Tensor, real_b: Tensor, fake_b: Tensor) -> dict[str, Tensor]:
+        """The generator's unweighted terms for G(A) = ``fake_b`` (D must already be frozen by the caller)."""
+        with self.autocast():
+            pred_fake_g = self.D(torch.cat([real_a, fake_b], 1))
+        return {"G_GAN": self.criterion_gan(pred_fake_g, True),
+                "G_L1": F.l1_loss(fake_b.float(), real_b.float())}
+
     def training_step(self, batch, method) -> dict[str, Tensor]:
         real_a, real_b = self.prepare_input(batch["A"]), self.prepare_input(batch["B"])
         self._check_size(real_a)
-        with self.autocast():
-            fake_b = self.G(real_a)
+        fake_b = self._generate(real_a)
 
         # D step: D(A, B) -> real, D(A, G(A)) -> fake, with G(A) detached
         set_requires_grad(self.D, True)
@@ -194,11 +204,9 @@ class Pix2PixModel(Model):
 
         # G step: D frozen, so the method's backward touches no D gradient
         with frozen(self.D):
-            with self.autocast():
-                pred_fake_g = self.D(torch.cat([real_a, fake_b], 1))
-            terms = {"G_GAN": self.criterion_gan(pred_fake_g, True),
-                     "G_L1": F.l1_loss(fake_b.float(), real_b.float())}
-            method.step(terms)
+            terms = self._generator_terms(real_a, real_b, fake_b)
+            # recompute: the same batch's terms at the updated G (D still frozen), for methods that need them (FAMO)
+            method.step(terms, recompute=lambda: self._generator_terms(real_a, real_b, self._generate(real_a)))
 
         logs = {k: v.detach() for k, v in terms.items()}
         logs.update(D=loss_d.detach(), D_real=loss_d_real.detach(), D_fake=loss_d_fake.detach())

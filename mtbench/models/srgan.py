@@ -270,9 +270,13 @@ class SRGANModel(Model):
         self._check_shapes(lr, hr)
         hr = self.prepare_input(hr)
         sr = self.super_resolve(lr)
+
+        def recompute() -> dict[str, Tensor]:  # the same batch's terms at the updated G (D frozen), for FAMO
+            return self.generator_terms(self.super_resolve(lr), hr)
+
         if not self.adversarial:  # SRResNet: the generator's terms only, no discriminator step
             terms = self.generator_terms(sr, hr)
-            method.step(terms)
+            method.step(terms, recompute=recompute)
             return {k: v.detach() for k, v in terms.items()}
 
         # D step: its own Adam on the unweighted (not halved) discriminator loss
@@ -291,7 +295,7 @@ class SRGANModel(Model):
         # G step: D frozen, so the method's backward/autograd.grad never reaches D's parameters
         with frozen(self.discriminator):
             terms = self.generator_terms(sr, hr)
-            method.step(terms)
+            method.step(terms, recompute=recompute)
         logs = {k: v.detach() for k, v in terms.items()}
         logs.update(D=d_loss.detach(), D_real=d_real.detach(), D_fake=d_fake.detach())
         return logs
