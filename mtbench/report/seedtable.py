@@ -33,7 +33,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from mtbench.report.records import METRIC, WEIGHT, RecordError, SeedCsv, number, read_seed_csv
+from mtbench.report.records import (
+    METRIC,
+    WEIGHT,
+    RecordError,
+    SeedCsv,
+    number,
+    read_seed_csv,
+)
 from mtbench.report.seedstats import Comparison, Described, compare, describe, holm
 from mtbench.utils import atomic_write_text
 

@@ -8,8 +8,16 @@ import pytest
 from tiny_runs import copy_run, runs, summaries  # noqa: F401 - runs is a fixture
 
 from mtbench.report import records
-from mtbench.report.records import COLUMNS, RecordError, append_rows, data_name, main, read_seed_csv, relative, \
-    run_row
+from mtbench.report.records import (
+    COLUMNS,
+    RecordError,
+    append_rows,
+    data_name,
+    main,
+    read_seed_csv,
+    relative,
+    run_row,
+)
 
 
 def test_a_run_as_one_flat_row(runs):
