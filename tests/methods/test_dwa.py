@@ -104,7 +104,7 @@ def test_state_round_trip_continues_identically():
     torch.manual_seed(1)
     lin = torch.nn.Linear(3, 2)
     x = torch.randn(7, 3)
-    terms = lambda net: {"a": net(x).pow(2).mean(), "b": net(x).abs().mean() + 1.0}  # noqa: E731
+    terms = lambda net: {"a": net(x).pow(2).mean(), "b": net(x).abs().mean() + 1.0}
     m = DWA(lin.parameters(), ["a", "b"], update_every=2)
     for _ in range(5):  # mid-period
         m.step(terms(lin))

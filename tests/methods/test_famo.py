@@ -79,7 +79,7 @@ def test_gradient_is_that_of_the_weighted_sum():
     torch.manual_seed(0)
     lin = torch.nn.Linear(3, 1, bias=False)
     x = torch.randn(5, 3)
-    terms = lambda: {"a": lin(x).squeeze(1).pow(2).mean(), "b": lin(x).squeeze(1).abs().mean()}  # noqa: E731
+    terms = lambda: {"a": lin(x).squeeze(1).pow(2).mean(), "b": lin(x).squeeze(1).abs().mean()}
     m = FAMO(lin.parameters(), ["a", "b"], w_lr=0.5, optimizer=lambda ps: torch.optim.SGD(ps, lr=0.01))
     for _ in range(3):  # the logits move away from 0
         m.step(terms(), recompute=terms)
@@ -105,7 +105,7 @@ def test_state_round_trip_continues_identically():
     torch.manual_seed(1)
     lin = torch.nn.Linear(3, 2)
     x = torch.randn(7, 3)
-    terms = lambda net: {"a": net(x).pow(2).mean(), "b": net(x).abs().mean() + 1.0}  # noqa: E731
+    terms = lambda net: {"a": net(x).pow(2).mean(), "b": net(x).abs().mean() + 1.0}
     m = FAMO(lin.parameters(), ["a", "b"], w_lr=0.1)
     for _ in range(3):
         m.step(terms(lin), recompute=lambda: terms(lin))

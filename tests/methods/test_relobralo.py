@@ -106,8 +106,8 @@ def test_state_round_trip_continues_identically():
     torch.manual_seed(1)
     lin = torch.nn.Linear(3, 2)
     x = torch.randn(7, 3)
-    terms = lambda net: {"a": net(x).pow(2).mean(), "b": net(x).abs().mean() + 1.0}  # noqa: E731
-    make = lambda net: ReLoBRaLo(net.parameters(), ["a", "b"], alpha=0.8, expected_rho=0.5)  # noqa: E731
+    terms = lambda net: {"a": net(x).pow(2).mean(), "b": net(x).abs().mean() + 1.0}
+    make = lambda net: ReLoBRaLo(net.parameters(), ["a", "b"], alpha=0.8, expected_rho=0.5)
     m = make(lin)
     for _ in range(3):
         m.step(terms(lin))

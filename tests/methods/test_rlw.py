@@ -76,7 +76,7 @@ def test_state_round_trip_draws_the_same_weights():
     torch.manual_seed(1)
     lin = torch.nn.Linear(3, 2)
     x = torch.randn(7, 3)
-    terms = lambda net: {"a": net(x).pow(2).mean(), "b": net(x).abs().mean() + 1.0}  # noqa: E731
+    terms = lambda net: {"a": net(x).pow(2).mean(), "b": net(x).abs().mean() + 1.0}
     m = RLW(lin.parameters(), ["a", "b"])
     for _ in range(3):
         m.step(terms(lin))

@@ -14,7 +14,7 @@ import torch
 
 from mtbench.methods.uncertainty import UncertaintyWeighting
 
-SGD1 = lambda groups: torch.optim.SGD(groups, lr=0.1)  # noqa: E731 - plain steps, easy to follow by hand
+SGD1 = lambda groups: torch.optim.SGD(groups, lr=0.1)  # plain steps, easy to follow by hand
 
 
 def _scalar_problem():
@@ -77,7 +77,7 @@ def test_state_round_trip_continues_identically():
     torch.manual_seed(1)
     lin = torch.nn.Linear(3, 2)
     x = torch.randn(7, 3)
-    terms = lambda net: {"a": net(x).pow(2).mean(), "b": net(x).abs().mean() + 1.0}  # noqa: E731
+    terms = lambda net: {"a": net(x).pow(2).mean(), "b": net(x).abs().mean() + 1.0}
     m = UncertaintyWeighting(lin.parameters(), ["a", "b"])
     for _ in range(3):
         m.step(terms(lin))
