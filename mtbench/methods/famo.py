@@ -63,6 +63,12 @@ Differences from the authors' code (deliberate):
   fills it and their update overwrites it: the same result).
 * The logits, their Adam state and ``min_losses`` are kept in
   :meth:`state_dict`, so a run resumes exactly.
+
+Kept as in the authors' code, with a visible effect here: a term exactly at
+its bound (``L_i = m_i``, e.g. an MNIST class absent from the batch, whose
+term is 0) has ``D_i = 1e-8`` and takes almost all of that step's weight
+(``w_i ~ 1``) while its own gradient is 0, so such a step barely moves the
+network.
 """
 
 from __future__ import annotations
