@@ -4,14 +4,17 @@ resumes, which it trains afresh, and that an interrupted stage stops the script.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+REPO = SCRIPTS.parent
 SEP = "\x1f"
 
 # The fake records each call (arguments separated by SEP) and makes what a run leaves: summary.json in each
@@ -39,7 +42,12 @@ fi
 if [ "$n" = "${FAKE_STOP_AT:-0}" ]; then
   mkdir -p "${dirs[0]}/checkpoints"; echo ckpt > "${dirs[0]}/checkpoints/last.pt"; exit "${FAKE_RC:-143}"
 fi
-for d in "${dirs[@]}"; do mkdir -p "$d"; echo '{}' > "$d/summary.json"; done
+i=0
+for s in ${seeds//,/ }; do  # a summary.json that scripts/record_run.py reads (acc differs per method and seed)
+  d=${dirs[$i]}; i=$((i + 1)); mkdir -p "$d"
+  printf '{"model": "%s", "method": "%s", "data": "mnist5k", "seed": %s, "metrics": {"acc": 0.%s%s}, "primary_metric": "acc", "higher_is_better": true, "wall_time_s": 1.5, "steps": 4, "device": "cpu", "versions": {"torch": "2.0"}, "command": "mtbench train %s", "overrides": []}\n' \
+    "${FAKE_MODEL:-mnist}" "$method" "$s" "${#method}" "$s" "$*" > "$d/summary.json"
+done
 """
 
 DRIVER = """set -euo pipefail
@@ -147,18 +155,104 @@ def _copy_scripts(tmp_path: Path, *names: str) -> Path:
     return tmp_path / "scripts"
 
 
+RECORDING = ("reproduce_mnist.sh", "reproduce_lib.sh", "record_run.py", "make_tables.py")
+
+
 def test_reproduce_mnist_stops_at_an_interrupt_and_resumes_when_rerun(tmp_path, fake):
-    scripts = _copy_scripts(tmp_path, "reproduce_mnist.sh", "reproduce_lib.sh")
+    scripts = _copy_scripts(tmp_path, *RECORDING)
     env = {**os.environ, "MTBENCH": str(fake), "RUN_ROOT": str(tmp_path / "runs"), "SKIP_TUNE": "1",
-           "FAKE_LOG": str(tmp_path / "calls.log")}
+           "FAKE_LOG": str(tmp_path / "calls.log"), "PYTHON": sys.executable}
     cmd = ["bash", str(scripts / "reproduce_mnist.sh"), "unused", "0,1", "mnist5k", "uniform"]
-    r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=30, env={**env, "FAKE_STOP_AT": "2"})
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120,
+                       env={**env, "FAKE_STOP_AT": "2"})
     assert r.returncode == 143 and len(calls(tmp_path)) == 2  # fixed done, softadapt interrupted: stopped
-    assert not (tmp_path / "results").exists()
-    r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=30, env=env)
+    out = tmp_path / "results" / "mnist" / "mnist5k_uniform"
+    assert sorted(p.name for p in out.iterdir()) == ["per_seed.csv"]  # fixed's rows are kept; no table yet
+    assert [line.split(",")[:2] for line in (out / "per_seed.csv").read_text().splitlines()[1:]] == [
+        ["fixed", "0"], ["fixed", "1"]]
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr
     rerun = calls(tmp_path)[2:]
     unbalanced = tmp_path / "runs" / "mnist5k_uniform" / "unbalanced"
     assert rerun[0][-2:] == ["resume=true", f"hydra.run.dir={unbalanced / '0_mnist_softadapt_s0'}"]
     assert rerun[1][:2] == ["train", "-m"] and "method=softadapt" in rerun[1] and "seed=1" in rerun[1]
     assert [c[0] for c in rerun].count("report") == 1 and len([c for c in rerun if "-m" in c]) == 5
+
+
+DRIVER_CSV = """set -euo pipefail
+SEEDS={seeds}; MT={mt}; PY={py}; COMMON=(trainer.progress=false); SEED_CSV=$2
+source {lib}
+stage "$1/unbalanced" mnist fixed experiment=mnist_unbalanced
+ARM=tuned stage "$1/tuned" mnist fixed experiment=mnist_unbalanced method.weights=baseline
+echo "missing runs: $MISSING_RUNS"
+"""
+
+
+def run_csv_driver(tmp_path: Path, fake: Path, root: Path, csv_path: Path, seeds: str):
+    driver = tmp_path / "driver_csv.sh"
+    driver.write_text(DRIVER_CSV.format(seeds=seeds, mt=fake, py=sys.executable, lib=SCRIPTS / "reproduce_lib.sh"))
+    return subprocess.run(["bash", str(driver), str(root), str(csv_path)], check=False, capture_output=True,
+                          text=True, timeout=120, cwd=REPO, env={**os.environ, "FAKE_LOG": str(tmp_path / "calls.log")})
+
+
+def seeds_trained(done: list[list[str]]) -> list[str]:
+    """Per train call: the multirun's seeds, with '+tuned' for the tuned stage."""
+    return [next(a for a in c if a.startswith("seed=")) + ("+tuned" if "method.weights=baseline" in c else "")
+            for c in done if c[:2] == ["train", "-m"]]
+
+
+def rows(csv_path: Path) -> list[list[str]]:
+    return [line.split(",")[:2] for line in csv_path.read_text().splitlines()[1:]]
+
+
+def test_stages_append_each_finished_run_and_skip_the_recorded_ones(tmp_path, fake):
+    csv_path = tmp_path / "results" / "per_seed.csv"
+    first = tmp_path / "machine1"
+    r = run_csv_driver(tmp_path, fake, first, csv_path, "0,1")
+    assert r.returncode == 0, r.stderr
+    assert seeds_trained(calls(tmp_path)) == ["seed=0,1", "seed=0,1+tuned"] and len(calls(tmp_path)) == 2
+    assert rows(csv_path) == [["fixed", "0"], ["fixed", "1"], ["tuned", "0"], ["tuned", "1"]]
+    assert "missing runs: 0" in r.stdout
+    assert re.search(r'(^|[=\[,\s"])/', csv_path.read_text()) is None  # no absolute path: commands made relative
+    recorded = csv_path.read_text()
+
+    r = run_csv_driver(tmp_path, fake, first, csv_path, "0,1")  # everything recorded: nothing runs or is read
+    assert r.returncode == 0 and len(calls(tmp_path)) == 2 and "recorded" not in r.stdout
+    assert csv_path.read_text() == recorded
+
+    # a new machine (no runs) with one more seed: only seed 2 trains, its rows are appended, the others kept
+    r = run_csv_driver(tmp_path, fake, tmp_path / "machine2", csv_path, "0,1,2")
+    assert r.returncode == 0, r.stderr
+    assert seeds_trained(calls(tmp_path)[2:]) == ["seed=2", "seed=2+tuned"] and len(calls(tmp_path)) == 4
+    assert csv_path.read_text().startswith(recorded)
+    assert rows(csv_path)[4:] == [["fixed", "2"], ["tuned", "2"]]
+    assert "missing runs: 1" in r.stdout  # seeds 0 and 1 are only in the CSV: the curves cannot be redrawn
+
+    # runs finished but never recorded (the CSV lost, or a stop between the run and its row): recorded, not rerun
+    csv_path.unlink()
+    r = run_csv_driver(tmp_path, fake, first, csv_path, "0,1")
+    assert r.returncode == 0, r.stderr
+    assert len(calls(tmp_path)) == 4  # no call: recorded from the runs there
+    assert rows(csv_path) == [["fixed", "0"], ["fixed", "1"], ["tuned", "0"], ["tuned", "1"]]
+
+
+def test_reproduce_mnist_restores_the_published_tuned_weights_and_tables_from_the_csv(tmp_path, fake):
+    scripts = _copy_scripts(tmp_path, *RECORDING)
+    out = tmp_path / "results" / "mnist" / "mnist5k_uniform"
+    out.mkdir(parents=True)
+    (out / "hyperband_baseline.yaml").write_text("model: mnist\ndata: mnist5k\nweights: {term_0: 1.0}\n")
+    env = {**os.environ, "MTBENCH": str(fake), "RUN_ROOT": str(tmp_path / "runs"), "PYTHON": sys.executable,
+           "FAKE_LOG": str(tmp_path / "calls.log")}
+    cmd = ["bash", str(scripts / "reproduce_mnist.sh"), "unused", "0", "mnist5k", "uniform"]
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=200, env=env)
+    assert r.returncode == 0, r.stderr
+    done = calls(tmp_path)
+    assert not any(c[0] == "tune" for c in done)  # the published weights, not a new tuning
+    assert (tmp_path / "runs" / "mnist5k_uniform" / "baseline" / "mnist-mnist5k.yaml").is_file()
+    assert all("device.threads=1" in c for c in done if c[0] == "train")  # one thread, recorded in the command
+    assert [a for a, _ in rows(out / "per_seed.csv")] == [
+        "fixed", "softadapt", "softadapt_normalized", "softadapt_loss_weighted", "mtadam", "balanced", "tuned"]
+    table = (out / "table.md").read_text()
+    assert "### acc ↑ (primary)" in table and "tuned (fixed, Hyperband)" in table and str(tmp_path) not in table
+    assert re.search(r'(^|[=\[,\s"])/', (out / "per_seed.csv").read_text()) is None
+    assert [c[0] for c in done].count("report") == 1
