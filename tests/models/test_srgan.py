@@ -204,7 +204,7 @@ def test_srresnet_preset_trains_the_content_term_only_and_never_steps_d(run_trai
     seen = []
 
     class Spy:
-        def step(self, terms):
+        def step(self, terms, recompute=None):
             seen.append(sorted(terms))
 
     logs = model.training_step({"lr": torch.rand(2, 3, 8, 8) * 2 - 1, "hr": torch.rand(2, 3, 32, 32) * 2 - 1},
