@@ -13,6 +13,7 @@ of the contract: it fixes the random initialisation of a seed.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,11 +45,16 @@ class Experiment:
 
 
 def configure_device(d: DictConfig) -> tuple[torch.device, torch.dtype | None]:
-    """(device, autocast dtype) of the ``device`` node; sets torch's thread count when given."""
+    """(device, autocast dtype) of the ``device`` node; sets torch's thread count when given and
+    deterministic algorithms on or off (``device.deterministic``)."""
     settings = DeviceSettings.from_config(d)
     device = resolve_device(settings.type)
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
+    if settings.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for reproducible matmuls
+    torch.use_deterministic_algorithms(settings.deterministic)
+    torch.backends.cudnn.benchmark = False if settings.deterministic else torch.backends.cudnn.benchmark
     return device, (torch.bfloat16 if settings.amp else None)
 
 

@@ -257,6 +257,8 @@ def build_summary(runner, metrics: dict[str, float], wall: float) -> dict[str, A
         "wall_time_s": round(wall, 3),
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "amp": str(runner.exp.amp_dtype) if runner.exp.amp_dtype else None,
+        "threads": torch.get_num_threads(),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
         "versions": versions(),
         # what reruns exactly this run (a multirun job's own overrides, not the sweep's), and the code it ran
         "command": shlex.join(["mtbench", "train", *_task_overrides()]),

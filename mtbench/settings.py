@@ -203,3 +203,5 @@ class DeviceSettings(_Settings):
     channels_last: bool = _setting(False, _boolean)
     #: CPU threads for torch; null: torch's default (all cores)
     threads: int | None = _setting(None, _int_at_least(1, none=True))
+    #: torch.use_deterministic_algorithms (and cuDNN without autotuning): the same run gives the same numbers
+    deterministic: bool = _setting(False, _boolean)

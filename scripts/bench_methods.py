@@ -14,7 +14,10 @@ Methods are timed round-robin (each repetition runs every method once, in a
 rotating order) and the median per method is reported, so that drifts in
 machine load hit all methods alike.
 
-    python scripts/bench_methods.py [--device cpu] [--steps 20] [--reps 7] [--out results/bench_methods.md]
+    python scripts/bench_methods.py [--device cpu] [--threads 1] [--steps 20] [--reps 7] [--out results/bench_methods.md]
+
+Every conf/method/*.yaml is timed; the table says each one's cost class (one
+backward, or K backward passes).
 """
 
 from __future__ import annotations
@@ -72,8 +75,10 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=20, help="steps per timed block")
     ap.add_argument("--reps", type=int, default=7, help="round-robin repetitions (median reported)")
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: comparable on a shared machine)")
     ap.add_argument("--out", type=Path, help="also write the markdown table to this file")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
 
     data = mnist5k().train
@@ -105,6 +110,7 @@ def main() -> int:
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
             times[name].append(time_steps(fns[name], batches, args.steps, device))
+            print(f"rep {r + 1}/{args.reps} {name}: {1000 * times[name][-1]:.1f} ms", file=sys.stderr)
     med = {k: statistics.median(v) for k, v in times.items()}
 
     lines = [

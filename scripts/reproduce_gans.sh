@@ -45,7 +45,7 @@ PY=${PYTHON:-.venv/bin/python}
 ROOT=${RUN_ROOT:-runs/reproduce/gans}
 THREADS=${THREADS:-1}
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
-COMMON=(trainer.progress=false device.threads=$THREADS)
+COMMON=(trainer.progress=false device.threads=$THREADS device.deterministic=true)
 
 # the data layouts (links and PNG halves under $ROOT/data; the source is never modified)
 "$PY" scripts/prepare_people_contours.py "$DATA_ROOT/people_contours" "$ROOT/data/people_contours"

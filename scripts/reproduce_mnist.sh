@@ -41,7 +41,7 @@ PY=${PYTHON:-.venv/bin/python}
 ROOT=${RUN_ROOT:-runs/reproduce/mnist}
 THREADS=${THREADS:-1}
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
-COMMON=(trainer.progress=false device.threads=$THREADS)
+COMMON=(trainer.progress=false device.threads=$THREADS device.deterministic=true)
 
 source scripts/reproduce_lib.sh  # stage DIR MODEL METHOD OVERRIDES...: resumable stages; run_mt: stops on interrupts
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+import torch
 from omegaconf import OmegaConf
 
 from mtbench.cli import config_dir
@@ -151,7 +152,7 @@ def test_an_unknown_key_suggests_the_right_one(cls, typo, message):
 def test_an_unknown_key_without_a_close_match_lists_the_settings():
     with pytest.raises(ConfigError) as info:
         DeviceSettings.from_config({"zzz": 1})
-    assert str(info.value) == "device.zzz is not a device setting; the settings are type, amp, channels_last, threads"
+    assert str(info.value) == "device.zzz is not a device setting; the settings are type, amp, channels_last, threads, deterministic"
 
 
 def test_composed_overrides_are_checked(presets):
@@ -203,3 +204,16 @@ def test_settings_are_immutable():
     with pytest.raises(ConfigError, match=r"^trainer\.eval_split must be"):
         dataclasses.replace(t, eval_split="nope")
     assert hash(t) == hash(TrainerSettings())
+
+
+def test_device_deterministic_switches_deterministic_algorithms_on_and_off_again():
+    from mtbench.experiment import configure_device
+
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        configure_device(OmegaConf.create({"type": "cpu", "deterministic": True}))
+        assert torch.are_deterministic_algorithms_enabled()
+        configure_device(OmegaConf.create({"type": "cpu"}))  # the default turns it off: nothing leaks into a later run
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(before)

@@ -189,3 +189,16 @@ def test_without_a_val_split_best_pt_is_chosen_on_test_and_the_summary_says_so(r
     assert summary["best"]["value"] is not None and (out / "checkpoints" / "best.pt").is_file()
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines if "eval/acc" in r] == [2, 4] and not any("val/acc" in r for r in lines)
+
+
+def test_summary_records_the_thread_count_and_deterministic_algorithms(run_train):
+    threads = torch.get_num_threads()
+    try:
+        summary, _ = run_train(["trainer.max_steps=2", *SMALL, "device=cpu", "device.threads=1",
+                                "device.deterministic=true"])
+        assert summary["threads"] == 1 and summary["deterministic"] is True
+        summary, _ = run_train(["trainer.max_steps=2", *SMALL, "device=cpu", "device.threads=1"], name="default")
+        assert summary["deterministic"] is False
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(False)
