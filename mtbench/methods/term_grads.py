@@ -36,7 +36,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["TermGradients"]
+__all__ = ["TermGradients", "GRAM_BLOCK"]
+
+#: columns per block when gram() converts the gradients to float64 (K x 65536 doubles: 5 MiB at K = 10)
+GRAM_BLOCK = 1 << 16
 
 
 class TermGradients:
@@ -56,6 +59,7 @@ class TermGradients:
         if self.k < 1:
             raise ValueError(f"the number of loss terms must be >= 1, got {k}")
         self.grads: list[Tensor] = []  # grads[j][i] = dL_i/dp_j
+        self._scratch: Tensor | None = None  # gram(): one column block of the gradients in float64
 
     def _buffers(self) -> list[Tensor]:
         """The (K, *p.shape) buffers; (re)allocated only when a parameter's device, dtype or shape changed."""
@@ -99,14 +103,31 @@ class TermGradients:
     def gram(self, dtype: torch.dtype = torch.float64) -> Tensor:
         """(K, K) matrix of inner products ``<g_i, g_l>`` over all parameters (on the first parameter's device).
 
-        Accumulated in ``dtype`` (float64 by default: the methods below solve
-        small, sometimes ill-conditioned systems with it)."""
+        Accumulated in ``dtype`` (float64 by default: the methods solve small,
+        sometimes ill-conditioned systems with it). The float32 gradients are
+        converted in column blocks of :data:`GRAM_BLOCK` into a scratch buffer
+        allocated once, not as a whole: a float64 copy of K gradients the size
+        of the model would be allocated (and page-faulted in) every step."""
         device = self.params[0].device
         out = torch.zeros(self.k, self.k, dtype=dtype, device=device)
         for b in self.grads:
-            flat = b.reshape(self.k, -1).to(device=device, dtype=dtype)
-            out.addmm_(flat, flat.T)
+            flat = b.reshape(self.k, -1)
+            if flat.dtype == dtype and flat.device == device:
+                out.addmm_(flat, flat.T)
+                continue
+            scratch = self._gram_scratch(dtype, device)
+            for start in range(0, flat.shape[1], GRAM_BLOCK):
+                part = flat[:, start:start + GRAM_BLOCK]
+                block = scratch[:, :part.shape[1]]
+                block.copy_(part)
+                out.addmm_(block, block.T)
         return out
+
+    def _gram_scratch(self, dtype: torch.dtype, device: torch.device) -> Tensor:
+        s = self._scratch
+        if s is None or s.dtype != dtype or s.device != device:
+            s = self._scratch = torch.empty(self.k, GRAM_BLOCK, dtype=dtype, device=device)
+        return s
 
     def combine_into_grad(self, coeffs: Tensor) -> None:
         """Set each parameter's ``.grad`` to ``sum_i coeffs[i] * g_i`` (in place when ``.grad`` exists)."""

@@ -97,3 +97,15 @@ def test_gradient_method_applies_the_combination_and_logs_the_coefficients():
     restored = _Const(params, ["a", "b", "c"], optimizer=lambda p: torch.optim.SGD(p, lr=1.0))
     restored.load_state_dict(m.state_dict())
     assert restored.weights() == m.weights()
+
+
+def test_gram_in_blocks_equals_the_whole_float64_product(monkeypatch):
+    import mtbench.methods.term_grads as tg
+
+    monkeypatch.setattr(tg, "GRAM_BLOCK", 7)  # several blocks per parameter, a partial last block
+    net, x = _net()
+    eng = TermGradients(list(net.parameters()), 3)
+    eng.compute(_terms(net, x))
+    flat = torch.stack([torch.cat([b[i].reshape(-1) for b in eng.grads]) for i in range(3)]).double()
+    assert torch.allclose(eng.gram(), flat @ flat.T, rtol=1e-12, atol=1e-15)
+    assert eng._scratch.shape == (3, 7)
