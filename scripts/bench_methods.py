@@ -16,8 +16,8 @@ machine load hit all methods alike.
 
     python scripts/bench_methods.py [--device cpu] [--threads 1] [--steps 20] [--reps 7] [--out results/bench_methods.md]
 
-Every conf/method/*.yaml is timed; the table says each one's cost class (one
-backward, or K backward passes).
+Every conf/method/*.yaml is timed (the README's methods table gives each
+one's cost class: one backward, or K backward passes).
 """
 
 from __future__ import annotations
@@ -60,13 +60,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_steps(fn, batches, steps: int, device: torch.device) -> float:
+def time_steps(fn, batches, steps: int, device: torch.device, clock=time.perf_counter) -> float:
     sync(device)
-    t0 = time.perf_counter()
+    t0 = clock()
     for i in range(steps):
         fn(batches[i % len(batches)])
     sync(device)
-    return (time.perf_counter() - t0) / steps
+    return (clock() - t0) / steps
 
 
 def main() -> int:
@@ -76,6 +76,8 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=7, help="round-robin repetitions (median reported)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: comparable on a shared machine)")
+    ap.add_argument("--clock", choices=["cpu", "wall"], default="wall",
+                    help="wall: elapsed time (default; right for CUDA), cpu: process CPU time (CPU runs on a shared VM)")
     ap.add_argument("--out", type=Path, help="also write the markdown table to this file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -106,17 +108,20 @@ def main() -> int:
         time_steps(fn, batches, 3, device)
     times: dict[str, list[float]] = {k: [] for k in fns}
     names = list(fns)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    if args.clock == "cpu" and device.type == "cuda":
+        ap.error("--clock cpu measures the host only: use --clock wall with --device cuda")
     for r in range(args.reps):
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
-            times[name].append(time_steps(fns[name], batches, args.steps, device))
+            times[name].append(time_steps(fns[name], batches, args.steps, device, clock))
             print(f"rep {r + 1}/{args.reps} {name}: {1000 * times[name][-1]:.1f} ms", file=sys.stderr)
     med = {k: statistics.median(v) for k, v in times.items()}
 
     lines = [
         f"Step time on the MNIST multi-term model (K=10, batch {args.batch_size}), {device}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}; "
-        f"median of {args.reps} blocks of {args.steps} steps.",
+        f"{args.clock} time, median of {args.reps} blocks of {args.steps} steps.",
         "",
         "| method | step (ms) | ratio to fixed |",
         "|---|---:|---:|",
