@@ -132,6 +132,14 @@ class Method(ABC):
         self.optimizer.load_state_dict(state["optimizer"])
 
     # -- helpers ----------------------------------------------------------
+    def _saved_state(self, state: Mapping[str, Any], key: str, label: str) -> Mapping[str, Any]:
+        """``state[key]``, a method's own part of its state, once checked to be for the same terms."""
+        saved = state[key]
+        if list(saved["term_names"]) != self.term_names:
+            raise ValueError(f"{label} state does not match this run: checkpoint has terms "
+                             f"{list(saved['term_names'])}, this run has {self.term_names}")
+        return saved
+
     def _ordered(self, losses: Mapping[str, Tensor]) -> list[Tensor]:
         missing = [n for n in self.term_names if n not in losses]
         extra = [n for n in losses if n not in self.term_names]

@@ -106,10 +106,7 @@ class DWA(WeightedSumMethod):
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        saved = state["dwa"]
-        if list(saved["term_names"]) != self.term_names:
-            raise ValueError(f"DWA state does not match this run: checkpoint has terms "
-                             f"{list(saved['term_names'])}, this run has {self.term_names}")
+        saved = self._saved_state(state, "dwa", "DWA")
         super().load_state_dict(state)
         device = self._weights.device
         self._weights = saved["weights"].to(device).clone()

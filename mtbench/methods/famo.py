@@ -176,10 +176,7 @@ class FAMO(Method):
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        saved = state["famo"]
-        if list(saved["term_names"]) != self.term_names:
-            raise ValueError(f"FAMO state does not match this run: checkpoint has terms "
-                             f"{list(saved['term_names'])}, this run has {self.term_names}")
+        saved = self._saved_state(state, "famo", "FAMO")
         super().load_state_dict(state)
         device = self.logits.device
         with torch.no_grad():

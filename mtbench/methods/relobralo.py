@@ -133,10 +133,7 @@ class ReLoBRaLo(WeightedSumMethod):
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        saved = state["relobralo"]
-        if list(saved["term_names"]) != self.term_names:
-            raise ValueError(f"ReLoBRaLo state does not match this run: checkpoint has terms "
-                             f"{list(saved['term_names'])}, this run has {self.term_names}")
+        saved = self._saved_state(state, "relobralo", "ReLoBRaLo")
         super().load_state_dict(state)
         device = self._lam.device
         self._lam, self._prev, self._ref = (saved[k].to(device).clone() for k in ("lam", "prev", "ref"))

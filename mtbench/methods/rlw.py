@@ -83,10 +83,7 @@ class RLW(WeightedSumMethod):
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        saved = state["rlw"]
-        if list(saved["term_names"]) != self.term_names:
-            raise ValueError(f"RLW state does not match this run: checkpoint has terms "
-                             f"{list(saved['term_names'])}, this run has {self.term_names}")
+        saved = self._saved_state(state, "rlw", "RLW")
         super().load_state_dict(state)
         self.generator.set_state(saved["generator"].clone())
         self._weights = saved["weights"].to(self._weights.device).clone()

@@ -92,10 +92,7 @@ class UncertaintyWeighting(Method):
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        saved = state["uncertainty"]
-        if list(saved["term_names"]) != self.term_names:
-            raise ValueError(f"uncertainty state does not match this run: checkpoint has terms "
-                             f"{list(saved['term_names'])}, this run has {self.term_names}")
+        saved = self._saved_state(state, "uncertainty", "uncertainty")
         super().load_state_dict(state)
         with torch.no_grad():
             self.log_vars.copy_(saved["log_vars"].to(self.log_vars.device, self.log_vars.dtype))
