@@ -32,8 +32,8 @@ def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     (["trainer.max_stepz=3"], "trainer.max_stepz is not a setting of trainer=default; did you mean max_steps?"),
     (["model.optimm.lr=3"], "model.optimm is not a setting of model=mnist; did you mean optim?"),
     (["sed=3"], "sed is not a setting of the config; did you mean seed?"),
-    (["method=softadap"], "method=softadap is not an option of method; did you mean softadapt? valid: fixed, "
-                          "mtadam, softadapt, softadapt_loss_weighted, softadapt_normalized"),
+    (["method=softadap"], "method=softadap is not an option of method; did you mean softadapt? valid: "
+                          + ", ".join(sorted(p.stem for p in (config_dir() / "method").glob("*.yaml")))),
     (["-m", "method=fixed,mtadam", "method.windw=3"], "method.windw is not a setting of method=fixed"),
 ])
 def test_a_misspelled_key_or_option_is_one_line_with_the_valid_ones(args, line):
