@@ -36,8 +36,9 @@ def test_a_run_as_one_flat_row(runs):
     assert row["torch"] == s["versions"]["torch"] and row["device"] == "cpu"
     assert row["git_commit"] == (s.get("code") or {}).get("git_commit", "")
     assert row["command"] == s["command"] and row["command"].startswith("mtbench train ")
-    assert row["threads"] == ""  # device.threads not set (torch's default) and summary.json has no threads
-    assert row["deterministic"] == ""
+    # summary.json records the threads torch really used and whether deterministic algorithms were on
+    assert row["threads"] == str(s["threads"]) and int(row["threads"]) >= 1
+    assert row["deterministic"] == "false" and s["deterministic"] is False
 
 
 def test_absolute_paths_are_made_relative_and_path_settings_left_out(runs, tmp_path):
