@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 import torch
+from gradient_checks import (
+    SGD1,
+    assert_round_trip,
+    assert_update_is_the_combination,
+    tiny_net,
+)
 from scipy.optimize import minimize
 
 from mtbench.methods.cagrad import CAGrad
-
-SGD1 = lambda p: torch.optim.SGD(p, lr=1.0)  # one SGD step exposes the update direction
 
 
 def ref_dual(GG, alpha):
@@ -121,12 +123,6 @@ def test_real_gradients_solve_the_dual_and_avert_the_conflict(k):
     assert (grads @ step).min() >= (grads @ g0).min() - 1e-6
 
 
-def _net():
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
-    return net, torch.randn(6, 3)
-
-
 def _terms(net, x):
     out = net(x)
     return {"a": out[:, 0].pow(2).mean(), "b": (out[:, 1] - out[:, 0]).abs().mean(), "c": -(out.sum() * 0.5).sin()}
@@ -134,34 +130,11 @@ def _terms(net, x):
 
 @pytest.mark.parametrize("k", [2, 3])
 def test_applied_update_is_the_combination_of_the_term_gradients(k):
-    net, x = _net()
-    params = list(net.parameters())
-    names = ["a", "b", "c"][:k]
-    m = CAGrad(params, names, optimizer=SGD1)
-    w0 = [p.detach().clone() for p in params]
-    t = _terms(net, x)
-    g = [torch.autograd.grad(t[n], params, retain_graph=True) for n in names]
-    m.step({n: t[n] for n in names})
-    c = m.weight_tensor()
-    for j, p in enumerate(params):
-        assert torch.allclose(p.detach(), w0[j] - sum(c[i] * g[i][j] for i in range(k)), atol=1e-6)
+    assert_update_is_the_combination(lambda params, names: CAGrad(params, names, optimizer=SGD1), _terms, k)
 
 
 def test_state_round_trip_continues_identically():
-    net, x = _net()
-    names = ["a", "b", "c"]
-    m = CAGrad(net.parameters(), names, alpha=0.4)
-    for _ in range(3):
-        m.step(_terms(net, x))
-    net2 = copy.deepcopy(net)
-    m2 = CAGrad(net2.parameters(), names, alpha=0.4)
-    m2.load_state_dict(copy.deepcopy(m.state_dict()))
-    assert torch.equal(m.weight_tensor(), m2.weight_tensor())
-    for _ in range(2):
-        m.step(_terms(net, x))
-        m2.step(_terms(net2, x))
-    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), net2.parameters()))
-    assert torch.equal(m.weight_tensor(), m2.weight_tensor())
+    assert_round_trip(lambda params, names: CAGrad(params, names, alpha=0.4), _terms)
 
 
 @pytest.mark.parametrize(("kw", "msg"), [
@@ -171,13 +144,13 @@ def test_state_round_trip_continues_identically():
     ({"rescale": True}, r"method.rescale must be one of \[0, 1, 2\], got True"),
 ])
 def test_bad_values_name_the_key(kw, msg):
-    net, _ = _net()
+    net, _ = tiny_net()
     with pytest.raises(ValueError, match=msg):
         CAGrad(net.parameters(), ["a", "b"], **kw)
 
 
 def test_hparams_and_one_term():
-    net, x = _net()
+    net, x = tiny_net()
     m = CAGrad(net.parameters(), ["a"], optimizer=SGD1)
     assert m.hparams() == {"alpha": 0.5, "rescale": 1}
     m.step({"a": _terms(net, x)["a"]})

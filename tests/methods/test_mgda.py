@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
 import pytest
 import torch
+from gradient_checks import (
+    SGD1,
+    assert_round_trip,
+    assert_update_is_the_combination,
+    tiny_net,
+)
 
 from mtbench.methods.mgda import MGDA
-
-SGD1 = lambda p: torch.optim.SGD(p, lr=1.0)  # one SGD step exposes the update direction
 
 
 # ----------------------------------------------------------------------------- reference (vectors)
@@ -187,12 +190,6 @@ def test_one_term_and_a_zero_gradient():
     np.testing.assert_allclose(d, 0.001 * np.array([1.0, 2.0, 0.0, 1.0]), atol=1e-7)
 
 
-def _net():
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
-    return net, torch.randn(6, 3)
-
-
 def _terms(net, x):
     out = net(x)
     return {"a": out[:, 0].pow(2).mean() + 0.1, "b": (out[:, 1] - 1).abs().mean(), "c": (out.sum() * 0.5).cos() + 2}
@@ -200,33 +197,11 @@ def _terms(net, x):
 
 @pytest.mark.parametrize("k", [2, 3])
 def test_applied_update_is_the_combination_of_the_term_gradients(k):
-    net, x = _net()
-    params = list(net.parameters())
-    names = ["a", "b", "c"][:k]
-    m = MGDA(params, names, optimizer=SGD1)
-    w0 = [p.detach().clone() for p in params]
-    t = _terms(net, x)
-    g = [torch.autograd.grad(t[n], params, retain_graph=True) for n in names]
-    m.step({n: t[n] for n in names})
-    c = m.weight_tensor()
-    for j, p in enumerate(params):
-        want = w0[j] - sum(c[i] * g[i][j] for i in range(k))
-        assert torch.allclose(p.detach(), want, atol=1e-6)
+    assert_update_is_the_combination(lambda params, names: MGDA(params, names, optimizer=SGD1), _terms, k)
 
 
 def test_state_round_trip_continues_identically():
-    net, x = _net()
-    m = MGDA(net.parameters(), ["a", "b", "c"], normalization="l2")
-    for _ in range(3):
-        m.step(_terms(net, x))
-    net2 = copy.deepcopy(net)
-    m2 = MGDA(net2.parameters(), ["a", "b", "c"], normalization="l2")
-    m2.load_state_dict(copy.deepcopy(m.state_dict()))
-    for _ in range(2):
-        m.step(_terms(net, x))
-        m2.step(_terms(net2, x))
-    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), net2.parameters()))
-    assert torch.equal(m.weight_tensor(), m2.weight_tensor())
+    assert_round_trip(lambda params, names: MGDA(params, names, normalization="l2"), _terms)
 
 
 @pytest.mark.parametrize(("kw", "msg"), [
@@ -236,12 +211,12 @@ def test_state_round_trip_continues_identically():
     ({"max_iter": 0}, r"method.max_iter must be an integer >= 1, got 0"),
 ])
 def test_bad_values_name_the_key(kw, msg):
-    net, _ = _net()
+    net, _ = tiny_net()
     with pytest.raises(ValueError, match=msg):
         MGDA(net.parameters(), ["a", "b"], **kw)
 
 
 def test_hparams():
-    net, _ = _net()
+    net, _ = tiny_net()
     assert MGDA(net.parameters(), ["a", "b"]).hparams() == {
         "normalization": "loss+", "solver": "projected_gradient", "tol": 1e-5, "max_iter": 250}
