@@ -105,7 +105,9 @@ SPECS = {
         generators=[], discriminators=[], n_schedulers=0, state_prefixes=("net.", "scales"),
         train_steps=6, image_every=None, check_metrics=_mnist_metrics,
         # 10 digits per class = 100 / batch 25 = 4 steps per epoch: the stop at step 6 is mid-epoch, after a boundary
-        resume_methods=("fixed", "softadapt_loss_weighted", "mtadam"),
+        # and every method with state of its own (histories, learnt weights, generators, logits)
+        resume_methods=("fixed", "softadapt_loss_weighted", "mtadam", "uncertainty", "dwa", "rlw", "relobralo",
+                        "famo", "gradnorm", "pcgrad", "imtl"),
         resume=["data.train_per_class=10", "trainer.batch_size=25"], resume_steps=10, resume_log_every=3,
         resume_seed=3, stop_step=6, stop_epoch=1, stop_batch_in_epoch=2,
     ),
@@ -334,7 +336,7 @@ def test_resume_after_sigterm_ends_with_identical_state(tmp_path, name, method):
     common = [*spec.tiny, *spec.resume, f"method={method}", f"trainer.max_steps={spec.resume_steps}",
               "trainer.progress=false", f"trainer.log_every={spec.resume_log_every}",
               "trainer.checkpoint_every=null", "device=cpu", f"seed={spec.resume_seed}"]
-    if method.startswith("softadapt"):
+    if method.startswith("softadapt") or method == "dwa":  # weight updates before and after the stop
         common.append("method.update_every=2")
     full = train(compose_cfg(common), out=tmp_path / "full")
     stop = train_with_signal_at(spec.cls, compose_cfg(common), tmp_path / "part", stop_step=spec.stop_step)
