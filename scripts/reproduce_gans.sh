@@ -22,6 +22,9 @@
 #                  ones from their checkpoints/last.pt and trains the others. An interrupt (Ctrl-C, SIGTERM)
 #                  stops the script (exit status 128 + the signal) with every run so far kept.
 #     TUNE_TRIALS  Hyperband trials per model (default 12); SKIP_TUNE=1 leaves the tuned baseline out
+#     NEW_SEEDS    seeds of the twelve methods beyond the papers, on pix2pix only (default: SEEDS)
+#     NEW_METHODS  which of them (default all twelve: uncertainty dwa rlw gls relobralo famo gradnorm mgda
+#                  pcgrad cagrad imtl aligned_mtl); NEW_METHODS= (empty) leaves them out
 #     THREADS      torch intra-op threads per run (default 1: device.threads=1 and OMP_NUM_THREADS=1, so that the
 #                  recorded command regenerates each row; the count is in the row's threads column)
 #
@@ -40,6 +43,8 @@ cd "$(dirname "$0")/.."
 DATA_ROOT=${1:-../shared/data}
 SEEDS=${2:-0,1,2}
 MODELS=${3:-pix2pix cyclegan srgan}
+NEW_SEEDS=${NEW_SEEDS:-$SEEDS}
+NEW_METHODS=${NEW_METHODS-uncertainty dwa rlw gls relobralo famo gradnorm mgda pcgrad cagrad imtl aligned_mtl}
 MT=${MTBENCH:-.venv/bin/mtbench}
 PY=${PYTHON:-.venv/bin/python}
 ROOT=${RUN_ROOT:-runs/reproduce/gans}
@@ -116,6 +121,9 @@ for model in $MODELS; do
     fi
     ARM=tuned stage "$run/tuned_fixed" "$model" fixed "${ARGS[@]}" method.weights=baseline "baselines_dir=$bl"
     runs+=("$run/tuned_fixed")
+  fi
+  if [ "$model" = pix2pix ]; then  # the twelve methods beyond the two papers: a loss-balancing leaderboard on a GAN
+    for m in $NEW_METHODS; do SEEDS=$NEW_SEEDS stage "$run/methods" "$model" $m "${ARGS[@]}"; done
   fi
   if [ "$model" = pix2pix ] || [ "$model" = cyclegan ]; then
     # untrained baselines on the same data, split and metrics (mtbench trivial): rows of their own in the report

@@ -256,3 +256,17 @@ def test_reproduce_mnist_restores_the_published_tuned_weights_and_tables_from_th
     assert "### acc ↑ (primary)" in table and "tuned (fixed, Hyperband)" in table and str(tmp_path) not in table
     assert re.search(r'(^|[=\[,\s"])/', (out / "per_seed.csv").read_text()) is None
     assert [c[0] for c in done].count("report") == 1
+
+
+def test_reproduce_mnist_trains_the_new_methods_on_t10k_with_their_own_seeds(tmp_path, fake):
+    scripts = _copy_scripts(tmp_path, *RECORDING)
+    env = {**os.environ, "MTBENCH": str(fake), "RUN_ROOT": str(tmp_path / "runs"), "SKIP_TUNE": "1",
+           "FAKE_LOG": str(tmp_path / "calls.log"), "PYTHON": sys.executable, "NEW_METHODS": "dwa mgda"}
+    cmd = ["bash", str(scripts / "reproduce_mnist.sh"), "unused", "0,1,2,3", "t10k mnist5k", "uniform"]
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=200, env=env)
+    assert r.returncode == 0, r.stderr
+    t10k = rows(tmp_path / "results" / "mnist" / "t10k_uniform" / "per_seed.csv")
+    assert [s for a, s in t10k if a == "mtadam"] == ["0", "1", "2", "3"]  # the papers' methods: every seed
+    assert [s for a, s in t10k if a == "dwa"] == [s for a, s in t10k if a == "mgda"] == ["0", "1", "2"]
+    mnist5k = rows(tmp_path / "results" / "mnist" / "mnist5k_uniform" / "per_seed.csv")
+    assert not any(a in ("dwa", "mgda") for a, _ in mnist5k)  # mnist5k keeps the papers' methods only
