@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from mtbench import validate
+from mtbench.methods.sample_partition import SamplePartition
 from mtbench.methods.term_grads import TermGradients
 
 
@@ -86,15 +87,25 @@ class Method(ABC):
 
     # -- the contract -----------------------------------------------------
     def step(self, losses: Mapping[str, Tensor],
-             recompute: Callable[[], Mapping[str, Tensor]] | None = None) -> None:
+             recompute: Callable[[], Mapping[str, Tensor]] | None = None,
+             partition: SamplePartition | None = None) -> None:
         """Backward + optimiser step for one batch's per-term losses.
 
         ``recompute``, when the model gives it, returns the same batch's terms
         at the updated parameters (a forward pass, no graph). Only methods that
         need the losses after their update (FAMO) call it; it costs nothing
         otherwise.
+
+        ``partition``, when the model's terms partition the batch (each sample
+        in one term; :mod:`mtbench.methods.sample_partition`), lets the methods
+        that need each term's gradient compute them all in one backward pass
+        instead of K; the others ignore it.
         """
-        self._step(self._ordered(losses))
+        self._partition = partition
+        try:
+            self._step(self._ordered(losses))
+        finally:
+            self._partition = None
         if self.needs_recompute:
             if recompute is None:
                 raise ValueError(f"{type(self).__name__} needs the losses after its update: the model's "
@@ -104,6 +115,8 @@ class Method(ABC):
 
     #: whether :meth:`after_update` needs the terms recomputed after the update (FAMO)
     needs_recompute: bool = False
+    #: the current step's sample partition (set by :meth:`step` for the duration of :meth:`_step`)
+    _partition: SamplePartition | None = None
 
     def after_update(self, new_terms: Tensor) -> None:  # noqa: B027 - optional hook
         """With ``needs_recompute``: the (K,) terms of the same batch after the update (on the device)."""
@@ -222,7 +235,7 @@ class GradientMethod(Method):
 
     def _step(self, terms: list[Tensor]) -> None:
         losses = torch.stack([t.detach().float().reshape(()) for t in terms])
-        self.grads.compute(terms)
+        self.grads.compute(terms, self._partition)
         c = self.coefficients(losses)
         self._coeffs = c.detach().to(self._coeffs.device, torch.float32)
         self.grads.combine_into_grad(c)

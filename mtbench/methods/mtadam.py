@@ -91,6 +91,7 @@ from torch import Tensor
 
 from mtbench import validate
 from mtbench.methods.base import Method, check_beta, check_positive
+from mtbench.methods.sample_partition import SamplePartition
 from mtbench.methods.term_grads import TermGradients
 
 __all__ = ["MTAdam", "MTAdamMethod"]
@@ -204,8 +205,10 @@ class MTAdam(torch.optim.Optimizer):
             self._rank_cache[key] = r
         return r
 
-    def step(self, losses: Sequence[Tensor], ranks: Sequence[float] | None = None) -> None:  # type: ignore[override]
-        """One MTAdam update from the K scalar loss terms ``losses``."""
+    def step(self, losses: Sequence[Tensor], ranks: Sequence[float] | None = None,  # type: ignore[override]
+             partition: SamplePartition | None = None) -> None:
+        """One MTAdam update from the K scalar loss terms ``losses`` (``partition``: see
+        :meth:`TermGradients.compute <mtbench.methods.term_grads.TermGradients.compute>`)."""
         losses = list(losses)
         k = len(losses)
         if k == 0:
@@ -220,7 +223,7 @@ class MTAdam(torch.optim.Optimizer):
         if not params:
             return
         self._prepare(params, k)
-        norms = self._engine.compute(losses)
+        norms = self._engine.compute(losses, partition)
         with torch.no_grad():
             self._update(norms, ranks)
 
@@ -395,7 +398,7 @@ class MTAdamMethod(Method):
         return self._optimizer
 
     def _step(self, terms: list[Tensor]) -> None:
-        self._optimizer.step(terms, self.ranks)
+        self._optimizer.step(terms, self.ranks, self._partition)
 
     def weight_tensor(self) -> Tensor:
         ew = self._optimizer.effective_weights

@@ -19,6 +19,12 @@ backward passes; what the engine controls is everything around them:
   then have to be copied; see results/performance.md.)
 * **Terms that do not reach a parameter** get zeros there (``allow_unused``).
 * **No host sync.** Norms, the Gram matrix and combinations are device tensors.
+* **One pass when the terms partition the batch.** A model whose terms each
+  depend on their own samples only (MNIST: term ``c`` is the class-``c``
+  digits' NLL) passes a :class:`~mtbench.methods.sample_partition.SamplePartition`,
+  and the same gradients come from one backward pass plus one weight-gradient
+  computation per term over its samples (``mtbench/methods/sample_partition.py``);
+  unsupported layers fall back to the K passes.
 
 The gradient-level methods combine the per-term gradients linearly:
 ``d = sum_i c_i g_i``. Everything they need is in the Gram matrix
@@ -35,6 +41,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+
+from mtbench.methods.sample_partition import SamplePartition
 
 __all__ = ["TermGradients", "GRAM_BLOCK"]
 
@@ -60,6 +68,7 @@ class TermGradients:
             raise ValueError(f"the number of loss terms must be >= 1, got {k}")
         self.grads: list[Tensor] = []  # grads[j][i] = dL_i/dp_j
         self._scratch: Tensor | None = None  # gram(): one column block of the gradients in float64
+        self.last_path = ""  # "per_term" (K backward passes) or "partitioned" (one pass, see compute)
 
     def _buffers(self) -> list[Tensor]:
         """The (K, *p.shape) buffers; (re)allocated only when a parameter's device, dtype or shape changed."""
@@ -69,7 +78,7 @@ class TermGradients:
             self.grads = [torch.empty((self.k, *p.shape), dtype=p.dtype, device=p.device) for p in self.params]
         return self.grads
 
-    def compute(self, losses: Sequence[Tensor]) -> list[list[Tensor]]:
+    def compute(self, losses: Sequence[Tensor], partition: SamplePartition | None = None) -> list[list[Tensor]]:
         """Fill the buffers with ``dL_i/dp_j`` for this step's K terms.
 
         Each term's backward pass accumulates straight into row ``i`` of the
@@ -78,10 +87,19 @@ class TermGradients:
         put back as they were. Returns ``norms[i][j] = ||dL_i/dp_j||`` as 0-d
         device tensors (0 where term ``i`` does not reach ``p_j``): MTAdam
         balances them per layer.
+
+        ``partition`` (from a model whose terms partition the batch, see
+        :mod:`mtbench.methods.sample_partition`) computes the same gradients in
+        one backward pass when the recorded layers support it; otherwise the K
+        passes run as usual. ``self.last_path`` says which ran.
         """
         if len(losses) != self.k:
             raise ValueError(f"expected {self.k} loss terms, got {len(losses)}")
         bufs = self._buffers()
+        if partition is not None and partition.fill(losses, self.params, bufs):
+            self.last_path = "partitioned"
+            return [list(torch._foreach_norm([b[i] for b in bufs])) for i in range(self.k)]
+        self.last_path = "per_term"
         torch._foreach_zero_(bufs)
         need = [i for i, loss in enumerate(losses) if loss.requires_grad]
         last = need[-1] if need else -1

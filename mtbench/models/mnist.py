@@ -30,6 +30,13 @@ optim:
     Adam settings of the paper (lr 1e-3, betas 0.9/0.999).
 weights:
     Default fixed weights per term (1 each).
+one_pass_term_grads:
+    The terms partition the batch (each digit belongs to one class's term) and
+    the network treats digits independently, so the methods that need each
+    term's gradient (MTAdam, MGDA, PCGrad, CAGrad, IMTL, Aligned-MTL) get all
+    ten from one backward pass (:mod:`mtbench.methods.sample_partition`)
+    instead of ten: the same gradients up to float32 summation order, in about
+    a third of the step time. ``false`` runs the ten passes.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from mtbench.methods.sample_partition import LayerTaps
 from mtbench.models.base import Model
 
 NUM_CLASSES = 10
@@ -104,10 +112,12 @@ class MNISTModel(Model):
     higher_is_better = True
 
     def __init__(self, scales: Mapping[str, Any] | None = None, optim: Mapping[str, Any] | None = None,
-                 weights: Mapping[str, float] | None = None, init_from: str | None = None) -> None:
+                 weights: Mapping[str, float] | None = None, init_from: str | None = None,
+                 one_pass_term_grads: bool = True) -> None:
         super().__init__(optim=optim, weights=weights, init_from=init_from)
         self.scales_cfg = dict(scales or {"kind": "uniform", "seed": 0})
         self.net = MNISTNet()
+        self.taps = LayerTaps(self.net) if one_pass_term_grads else None
         self.register_buffer("scales", torch.tensor(draw_scales(**self.scales_cfg), dtype=torch.float32))
 
     def terms(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
@@ -118,8 +128,15 @@ class MNISTModel(Model):
 
     def training_step(self, batch, method) -> dict[str, Tensor]:
         x, y = batch
-        losses = self.terms(x, y)
-        method.step(losses, recompute=lambda: self.terms(x, y))  # the same batch at the updated weights (FAMO)
+        if self.taps is None:
+            losses = self.terms(x, y)
+            partition = None
+        else:  # term c is the class-c digits' NLL: the terms partition the batch by label
+            with self.taps.recording():
+                losses = self.terms(x, y)
+            partition = self.taps.partition(y)
+        # recompute: the same batch at the updated weights (FAMO)
+        method.step(losses, recompute=lambda: self.terms(x, y), partition=partition)
         return {k: v.detach() for k, v in losses.items()}
 
     @torch.no_grad()

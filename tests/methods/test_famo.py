@@ -175,7 +175,7 @@ def test_models_recompute_the_same_batch_at_the_updated_parameters(name):
     seen = {}
 
     class Spy:
-        def step(self, losses, recompute=None):
+        def step(self, losses, recompute=None, partition=None):
             d_params = [p for d in discriminators for p in d.parameters()]
             state = {k: v.clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
             again = recompute()
