@@ -32,7 +32,9 @@ fraction of the range's log width) is logged as a warning and recorded as
 
 Storage: an Optuna journal file (``runs/tune/<model>-<data>/study.journal``)
 by default, or ``tune.storage=<journal path or database URL>``; several
-workers (``tune.worker=k``) on several machines share one study through it.
+workers (``tune.worker=k``) on several machines share one study through it
+(mtbench/tune_storage.py: workers opening a new database together, and
+heartbeats that let live workers retry a dead worker's trial).
 
 The best weights go to ``<baselines_dir>/<model>-<data>.yaml`` with the
 validation score, the test metrics of a full-budget run with those weights
@@ -58,12 +60,9 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import itertools
-import json
 import logging
 import math
 import os
-import re
 import signal
 import socket
 import sys
@@ -80,6 +79,9 @@ from mtbench.baseline import baseline_path
 from mtbench.errors import NonFiniteLossError, RunInterrupted
 from mtbench.experiment import build_experiment
 from mtbench.train import train
+from mtbench.tune_storage import Heartbeat, hide_password, make_storage
+from mtbench.tune_storage import first_line as _first_line
+from mtbench.tune_storage import fresh_path as _fresh_path
 from mtbench.utils import ConfigError, atomic_write_text
 
 log = logging.getLogger("mtbench.tune")
@@ -95,6 +97,9 @@ def _validate(t: DictConfig) -> None:
     int_at_least("reduction_factor", 2)
     int_at_least("worker", 0)
     int_at_least("n_startup_trials", 0)
+    for key in ("heartbeat_interval", "grace_period"):
+        if t.get(key) is not None:
+            int_at_least(key, 1)
     if t.max_resource < t.min_resource:
         raise ConfigError(f"tune.max_resource ({t.max_resource}) must be >= tune.min_resource ({t.min_resource})")
     if t.resource not in ("steps", "epochs"):
@@ -103,138 +108,6 @@ def _validate(t: DictConfig) -> None:
         raise ConfigError(f"tune.sampler must be tpe or random, got {t.sampler!r}")
     if not isinstance(t.range_factor, (int, float)) or t.range_factor <= 1:
         raise ConfigError(f"tune.range_factor must be a number > 1, got {t.range_factor!r}")
-
-
-def make_storage(spec: str | Path, key: str = "tune.storage"):
-    """A database URL (``sqlite:///...``, ``postgresql://...``) or a journal file path, checked first.
-
-    Anything Optuna cannot open is one :class:`ConfigError` line naming ``key``,
-    the file or the URL (password hidden) and what to do.
-    """
-    spec = str(spec)
-    if "://" in spec:
-        return _database_storage(spec, key)
-    return _journal_storage(Path(spec), key)
-
-
-def hide_password(url: str) -> str:
-    """``scheme://user:***@host/db``: a URL as it may be printed or written to a baseline file."""
-    return re.sub(r"^([^:/]+://[^:/@]*:)[^@]*@", r"\1***@", url)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(getattr(err, "orig", None) or err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
-def _database_storage(url: str, key: str):
-    import optuna
-    from sqlalchemy import exc
-
-    shown, scheme = hide_password(url), url.split("://", 1)[0]
-    kwargs = {"connect_args": {"timeout": 60}} if scheme.startswith("sqlite") else {}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-    except (exc.NoSuchModuleError, exc.ArgumentError):
-        raise ConfigError(f"{key}={shown}: unknown database URL scheme {scheme!r}; give a journal file path or a "
-                          f"URL such as sqlite:///study.db or postgresql://user@host/db") from None
-    except ImportError:
-        raise ConfigError(f"{key}={shown}: the Python database driver for {scheme!r} is not installed; install it "
-                          f"(e.g. psycopg2-binary for postgresql) or give a journal file path") from None
-    except (exc.SQLAlchemyError, ValueError) as err:
-        raise ConfigError(f"{key}={shown}: cannot open the database ({_first_line(err)}); check the URL, the "
-                          f"server and the permissions, or give a journal file path") from None
-
-
-def _journal_storage(path: Path, key: str):
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    if path.is_dir():
-        raise ConfigError(f"{key}={path} is a directory; give a journal file path or a database URL")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        check_journal(path)
-        return JournalStorage(JournalFileBackend(str(path)))
-    except ConfigError:
-        raise
-    except OSError as err:
-        raise ConfigError(f"{key}={path}: cannot use the journal file ({err.strerror or err}); give a writable "
-                          f"journal file path or a database URL") from None
-    except (ValueError, KeyError, TypeError, IndexError, AssertionError) as err:  # Optuna could not replay it
-        raise ConfigError(_not_a_journal(path, f"{type(err).__name__}: {_first_line(err)}")) from None
-
-
-#: how Optuna's JournalStorage starts every record (one JSON object a line)
-JOURNAL_RECORD = b'{"op_code":'
-
-
-def _not_a_journal(path: Path, why: str) -> str:
-    return (f"{path} is not an Optuna journal that tune can read ({why[:200]}); move it aside to start a new "
-            f"study, or point tune.storage at the study's journal")
-
-
-def check_journal(path: Path) -> None:
-    """Refuse a file that is not an Optuna journal; set aside a last record cut short by a killed writer.
-
-    Optuna reads past a last line without its newline (another worker may be
-    writing it) but the next record appended to the file would be glued to it,
-    and the journal could no longer be read. Under Optuna's own journal lock
-    (so that no live worker is mid-write) such a tail is moved to
-    ``<journal>.partial-<time>`` and cut off; every complete record stays.
-    """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return
-    *records, tail = data.split(b"\n")
-    for number, line in enumerate(records, 1):
-        try:
-            record = json.loads(line)
-        except ValueError as err:
-            raise ConfigError(_not_a_journal(path, f"line {number} is not JSON: {err}")) from None
-        if not isinstance(record, dict) or not isinstance(record.get("op_code"), int):
-            raise ConfigError(_not_a_journal(path, f"line {number} is not a journal record"))
-    if not tail:
-        return
-    if not (tail.startswith(JOURNAL_RECORD) or JOURNAL_RECORD.startswith(tail)):
-        raise ConfigError(_not_a_journal(path, f"line {len(records) + 1} is not a journal record"))
-    _set_aside_partial_record(path)
-
-
-def _set_aside_partial_record(path: Path) -> None:
-    from optuna.storages.journal import JournalFileSymlinkLock
-
-    lock = JournalFileSymlinkLock(str(path))  # the lock JournalFileBackend takes to append
-    lock.acquire()
-    try:
-        data = path.read_bytes()
-        cut = data.rfind(b"\n") + 1
-        if cut == len(data):  # a live worker was writing it: it is whole now
-            return
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        aside = _fresh_path(path.with_name(f"{path.name}.partial-{stamp}"))
-        aside.write_bytes(data[cut:])
-        os.truncate(path, cut)
-    finally:
-        lock.release()
-    log.warning("study journal %s ended in a record cut short (a worker stopped while writing it): moved its "
-                "%d bytes to %s; every complete record is kept", path, len(data) - cut, aside)
-
-
-def _fresh_path(base: Path, make_dir: bool = False) -> Path:
-    """``base``, else ``base_2``, ``base_3``...: the first that did not exist, created here (atomically, so two
-    processes never get the same one)."""
-    for k in itertools.count(1):
-        cand = base if k == 1 else base.with_name(f"{base.name}_{k}")
-        try:
-            if make_dir:
-                cand.mkdir(parents=True)
-            else:
-                os.close(os.open(cand, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            return cand
-        except FileExistsError:
-            continue
-    raise AssertionError("unreachable")
 
 
 def search_space(term_names: list[str], defaults: dict[str, float], fixed_terms, factor: float):
@@ -581,7 +454,8 @@ def _tune(cfg: DictConfig, out: Path | None, progress: _Progress) -> dict[str, A
     storage_id = (str(Path(storage_spec).resolve()) if "://" not in str(storage_spec)
                   else hide_password(str(storage_spec)))
     check_target(target, {"name": study_name, "storage": storage_id}, bool(t.overwrite))
-    storage = make_storage(storage_spec)
+    heartbeat = Heartbeat(t.get("heartbeat_interval"), t.get("grace_period"))
+    storage = make_storage(storage_spec, heartbeat=heartbeat)
 
     # the model's terms, defaults and objective (FID for the GANs when on, as in the paper), the data size:
     # the experiment, built once without a method
@@ -591,6 +465,7 @@ def _tune(cfg: DictConfig, out: Path | None, progress: _Progress) -> dict[str, A
     key, higher = exp.objective.primary, exp.objective.higher_is_better
     default_weights = dict(exp.model.default_weights)
     ranges, fixed = search_space(exp.model.term_names, default_weights, t.fixed_terms, float(t.range_factor))
+    heartbeat.ranges = ranges  # a stale trial (database storages) is retried only inside this search space
     steps_per_unit = 1 if t.resource == "steps" else exp.steps_per_epoch
     del exp
 

@@ -281,7 +281,9 @@ def test_a_journal_cut_in_its_last_record_keeps_working(tmp_path):
 
 @pytest.mark.parametrize(("url", "message"), [
     ("foo://x/y", "tune.storage=foo://x/y: unknown database URL scheme 'foo'"),
-    ("postgresql://me:secret@localhost:1/db", r"tune.storage=postgresql://me:\*\*\*@localhost:1/db: .*driver"),
+    ("mysql://me:secret@localhost:1/db", r"tune.storage=mysql://me:\*\*\*@localhost:1/db: .*driver"),
+    ("postgresql+psycopg://me:secret@127.0.0.1:1/db",  # nothing listens on port 1
+     r"tune.storage=postgresql\+psycopg://me:\*\*\*@127.0.0.1:1/db: cannot open the database \(connection"),
     ("sqlite:////nonexistent/dir/x.db", "tune.storage=sqlite:////nonexistent/dir/x.db: cannot open the database"),
 ])
 def test_a_bad_database_url_is_one_line(url, message):
