@@ -5,19 +5,22 @@
 resume), locks it (one process per run dir), removes the temp files of a
 killed write, builds the experiment once (:func:`mtbench.experiment.build_experiment`,
 through :class:`~mtbench.training.loop.Runner`), starts the generator from
-another run when ``model.init_from`` says so, and runs the loop
+another run when ``model.init_from`` says so (a job that Slurm requeued,
+``SLURM_RESTART_COUNT`` > 0, resumes its run), and runs the loop
 (:mod:`mtbench.training`). The final console line is :func:`format_summary`.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from mtbench.baseline import format_comparison
 from mtbench.errors import ConfigError, NonFiniteLossError, RunInterrupted
@@ -70,6 +73,13 @@ def train(cfg: DictConfig, out: Path | None = None, on_eval=None, search_sibling
     if search_siblings is None:
         search_siblings = out is None and not run_dir_given()
     hydra_dir = Path(HydraConfig.get().runtime.output_dir) if out is None else None
+    restarts = slurm_restarts()
+    if not cfg.resume and restarts and (Path(out or hydra_dir) / CHECKPOINT).is_file():
+        # Slurm requeued this job (preemption, a time limit, scontrol requeue): continue its run
+        log.info("Slurm job restart %d: resuming the run in %s", restarts, Path(out or hydra_dir))
+        cfg = copy.deepcopy(cfg)
+        with open_dict(cfg):
+            cfg.resume = True
     out = _run_dir(cfg, Path(out or hydra_dir), search_siblings)
     with lock_run_dir(out):
         remove_temp_files(out)
@@ -86,6 +96,14 @@ def train(cfg: DictConfig, out: Path | None = None, on_eval=None, search_sibling
                 log.info("generator initialised from %s", runner.init_from["checkpoint"])
         write_run_config(cfg, out, hydra_files=out == hydra_dir)  # the run is accepted: record its config
         return runner.fit()
+
+
+def slurm_restarts() -> int:
+    """How many times Slurm has requeued this job (``SLURM_RESTART_COUNT``; 0 outside Slurm or when unreadable)."""
+    try:
+        return max(0, int(os.environ.get("SLURM_RESTART_COUNT", "0")))
+    except ValueError:
+        return 0
 
 
 def _resume(runner: Runner, out: Path) -> None:

@@ -6,7 +6,10 @@ device buffer (:mod:`mtbench.training.logging`). At intervals: log (one host
 sync), evaluate on the selection split (val when the data has one: periodic
 evaluations, ``best.pt`` and Hyperband's ``on_eval`` never read the test
 split), sample images, checkpoint. SIGINT/SIGTERM finish the step, write a
-checkpoint and raise :class:`~mtbench.errors.RunInterrupted`. At the end: the
+checkpoint and raise :class:`~mtbench.errors.RunInterrupted`; in a Slurm job
+of hydra-submitit-launcher, SIGUSR2 (time limit or preemption ahead) does the
+same, then calls submitit's handler, which requeues the job (the requeued job
+resumes, :func:`mtbench.train.train`). At the end: the
 last checkpoint (first, so that nothing trained is lost if evaluation fails),
 the final evaluation on ``trainer.eval_split``, ``summary.json``.
 
@@ -230,6 +233,11 @@ class Runner:
                            backends=self.loggers, params=params)
         status = "FAILED"  # what the backends record unless the run finishes or is interrupted
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        # a Slurm job's SIGUSR2 (hydra-submitit-launcher: a time limit or preemption ahead) is handled by submitit,
+        # which requeues the job and exits at once: first finish the step and write a checkpoint, then hand over
+        chained = {}
+        if callable(signal.getsignal(signal.SIGUSR2)):
+            chained[signal.SIGUSR2] = old_handlers[signal.SIGUSR2] = signal.signal(signal.SIGUSR2, self._on_signal)
         start = interval_start = time.perf_counter()
         steplog: StepLog | None = None
         image_every = t.image_every
@@ -287,6 +295,11 @@ class Runner:
                             path = (self.save(False, self.state.elapsed_before + time.perf_counter() - start)
                                     if t.save_checkpoints else None)
                             if stopping:
+                                if self.stop_signal in chained:
+                                    status = "KILLED"
+                                    log.warning("checkpoint written at step %d: handing signal %d to the Slurm "
+                                                "job's handler (submitit requeues the job)", step, self.stop_signal)
+                                    chained[self.stop_signal](self.stop_signal, None)
                                 raise RunInterrupted(self.stop_signal, step, path, hint=None if path else (
                                     "no checkpoint was written (trainer.save_checkpoints=false): start the run "
                                     "again"))
