@@ -84,15 +84,18 @@ def _torch_threads():
     GlobalHydra.instance().clear()
 
 
-def train_with_signal_at(model_cls, cfg, out: Path, stop_step: int):
-    """Train cfg; right after training step ``stop_step`` send ourselves SIGTERM (the real handler path).
+def train_with_signal_at(model_cls, cfg, out: Path, stop_step: int, signum=None, raises=None):
+    """Train cfg; right after training step ``stop_step`` send ourselves ``signum`` (default SIGTERM: the real
+    handler path).
 
-    Returns the RunInterrupted the runner raises after writing its checkpoint.
+    Returns the exception the runner raises after writing its checkpoint (``raises``, default RunInterrupted).
     """
     import os
     import signal
 
     from mtbench.train import RunInterrupted, train
+
+    signum = signal.SIGTERM if signum is None else signum
 
     original = model_cls.training_step
     count = {"n": 0}
@@ -101,12 +104,12 @@ def train_with_signal_at(model_cls, cfg, out: Path, stop_step: int):
         logs = original(self, batch, method)
         count["n"] += 1
         if count["n"] == stop_step:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
         return logs
 
     model_cls.training_step = step
     try:
-        with pytest.raises(RunInterrupted) as info:
+        with pytest.raises(raises or RunInterrupted) as info:
             train(cfg, out=out)
     finally:
         model_cls.training_step = original

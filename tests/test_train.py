@@ -202,3 +202,46 @@ def test_summary_records_the_thread_count_and_deterministic_algorithms(run_train
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(False)
+
+
+def _same_weights(a, b) -> bool:
+    ca, cb = load_ckpt(a), load_ckpt(b)
+    return ca["step"] == cb["step"] and all(torch.equal(ca["model"][k], cb["model"][k]) for k in ca["model"])
+
+
+def test_a_job_that_slurm_requeued_resumes_its_run_bit_identical(tmp_path, monkeypatch):
+    """SLURM_RESTART_COUNT > 0 (a requeued job) and a checkpoint in the run dir: the job continues it; the same
+    command outside a requeue refuses to touch the run."""
+    base = ["trainer.max_steps=8", "trainer.progress=false", "device=cpu", *SMALL]
+    train(compose_cfg(base), out=tmp_path / "ref")
+    train_with_signal_at(MNISTModel, compose_cfg(base), tmp_path / "run", stop_step=3)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(compose_cfg(base), out=tmp_path / "run")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert train(compose_cfg(base), out=tmp_path / "run")["steps"] == 8
+    assert _same_weights(tmp_path / "run", tmp_path / "ref")
+
+
+def test_sigusr2_in_a_slurm_job_writes_the_checkpoint_then_calls_submitits_handler(tmp_path, monkeypatch):
+    """hydra-submitit-launcher's jobs handle SIGUSR2 (time limit ahead) by requeueing and exiting: the runner
+    finishes the step and writes its checkpoint first, then calls that handler."""
+    import signal
+
+    base = ["trainer.max_steps=8", "trainer.progress=false", "device=cpu", *SMALL]
+    train(compose_cfg(base), out=tmp_path / "ref")
+    called = []
+
+    def submitit_like(signum, frame):  # what submitit's handler does after `scontrol requeue`
+        called.append((signum, load_ckpt(tmp_path / "run")["step"]))
+        raise SystemExit(-1)
+
+    old = signal.signal(signal.SIGUSR2, submitit_like)
+    try:
+        train_with_signal_at(MNISTModel, compose_cfg(base), tmp_path / "run", stop_step=5,
+                             signum=signal.SIGUSR2, raises=SystemExit)
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+    assert called == [(signal.SIGUSR2, 5)]  # the step's checkpoint was on disk when submitit took over
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    train(compose_cfg(base), out=tmp_path / "run")
+    assert _same_weights(tmp_path / "run", tmp_path / "ref")
