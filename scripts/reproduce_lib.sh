@@ -73,6 +73,15 @@ restore_baseline() {
   echo "[${0##*/}] $2: the tuned weights of $1 (no tuning)"
 }
 
+# publish_baseline SRC DST: the tuned weights SRC (the tune run's baseline file) as the published DST, with the
+# repository root cut from its paths (the study's journal, the final run) and DATA_ROOT written as given, not
+# resolved: no absolute path in results/
+publish_baseline() {
+  local data=()
+  if [ -n "${DATA_ROOT:-}" ] && [ -d "$DATA_ROOT" ]; then data=(-e "s#$(realpath "$DATA_ROOT")#$DATA_ROOT#g"); fi
+  sed ${data[@]+"${data[@]}"} -e "s#$(pwd)/##g" "$1" > "$2.partial" && mv "$2.partial" "$2"
+}
+
 # stage DIR MODEL METHOD OVERRIDES...: METHOD on the seeds of SEEDS that have no finished run in DIR yet (and no
 # row in SEED_CSV); the unfinished runs resumed one by one (resume=true hydra.run.dir=<their folder>, the same
 # overrides), then one multirun of the seeds without a run to continue; then the rows of the finished runs.

@@ -96,7 +96,7 @@ for ds in $DATASETS; do
     else
       echo "[${0##*/}] $out: curves not redrawn (recorded runs missing from $run); the tables come from per_seed.csv"
     fi
-    if [ "${SKIP_TUNE:-0}" != 1 ]; then cp "$bl"/*.yaml "$out/hyperband_baseline.yaml"; fi
+    if [ "${SKIP_TUNE:-0}" != 1 ]; then publish_baseline "$(ls "$bl"/*.yaml | head -n 1)" "$out/hyperband_baseline.yaml"; fi
     "$PY" scripts/make_tables.py "$SEED_CSV"
   done
 done

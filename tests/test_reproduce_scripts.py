@@ -270,3 +270,17 @@ def test_reproduce_mnist_trains_the_new_methods_on_t10k_with_their_own_seeds(tmp
     assert [s for a, s in t10k if a == "dwa"] == [s for a, s in t10k if a == "mgda"] == ["0", "1", "2"]
     mnist5k = rows(tmp_path / "results" / "mnist" / "mnist5k_uniform" / "per_seed.csv")
     assert not any(a in ("dwa", "mgda") for a, _ in mnist5k)  # mnist5k keeps the papers' methods only
+
+
+def test_published_tuned_weights_hold_no_absolute_path(tmp_path):
+    """publish_baseline: the tune run's baseline file as results/.../hyperband_baseline.yaml, with the repository
+    root cut from its paths and DATA_ROOT written as given (the scripts resolve it for the data layouts)."""
+    (tmp_path / "data").mkdir()
+    src = tmp_path / "bl.yaml"
+    src.write_text(f"study:\n  storage: {tmp_path}/runs/tune.journal\n"
+                   f"command: mtbench tune data.eval_roots=[{tmp_path / 'data'}/Set5]\n")
+    script = (f"DATA_ROOT=data; source {REPO / 'scripts' / 'reproduce_lib.sh'}; "
+              f"publish_baseline {src} {tmp_path / 'out.yaml'}")
+    subprocess.run(["bash", "-c", script], cwd=tmp_path, check=True, timeout=30)
+    assert (tmp_path / "out.yaml").read_text() == (
+        "study:\n  storage: runs/tune.journal\ncommand: mtbench tune data.eval_roots=[data/Set5]\n")
