@@ -42,6 +42,13 @@ def slurm():
     env = {**os.environ, "SLURM_CONF": str(where / "slurm.conf"), "PYTHONUNBUFFERED": "1",
            "PATH": f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin"}
     try:
+        probe = where / "probe.out"  # the cluster is up: can it also run a job here?
+        subprocess.run(["sbatch", "--wrap", "echo ran", "-o", str(probe)], env=env, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 60
+        while not (probe.is_file() and "ran" in probe.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if not (probe.is_file() and "ran" in probe.read_text()):
+            pytest.skip(f"the local Slurm cluster started but ran no job within 60 s (logs in {where})")
         yield env
     finally:
         subprocess.run(["bash", str(ROOT / "scripts" / "slurm_local.sh"), "stop", str(where)], capture_output=True,
