@@ -255,11 +255,23 @@ def _locked(folder: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _same_setting(key: str, a: str, b: str) -> bool:
+    """Equal cells; in ``settings``, a boolean spelled True/true counts as the same (a resumed run's overrides
+    come back from its run.yaml as true/false, a fresh run's as typed: True/False)."""
+    if key != "settings" or a == b:
+        return a == b
+
+    def norm(settings: str) -> list[str]:
+        return [re.sub(r"=(true|false)$", lambda m: "=" + m.group(1).lower(), kv, flags=re.IGNORECASE)
+                for kv in settings.split(";")]
+    return norm(a) == norm(b)
+
+
 def _check_arm(table: SeedCsv, row: dict[str, str]) -> None:
     """An arm is one setting: a new seed of an arm must match its recorded model, data, method and settings."""
     for old in table.rows:
         if old["arm"] == row["arm"]:
-            diff = [k for k in ("model", "data", "method", "settings") if old[k] != row[k]]
+            diff = [k for k in ("model", "data", "method", "settings") if not _same_setting(k, old[k], row[k])]
             if diff:
                 k = diff[0]
                 raise RecordError(f"{table.path}: arm {row['arm']!r} is recorded with {k}={old[k]!r}, this run has "

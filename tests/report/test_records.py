@@ -101,6 +101,17 @@ def test_an_arm_is_one_setting(runs, tmp_path):
     assert csv_path.read_text() == before
 
 
+def test_a_resumed_run_whose_booleans_come_back_lowercase_is_the_same_setting(runs, tmp_path):
+    """A resumed run's overrides are read back from run.yaml (true/false); a fresh one's are as typed (True)."""
+    from mtbench.report.records import _same_setting
+
+    fresh = "data.download=False;device.deterministic=True;trainer.max_steps=825"
+    assert _same_setting("settings", fresh, "data.download=false;device.deterministic=true;trainer.max_steps=825")
+    assert not _same_setting("settings", fresh, "data.download=false;device.deterministic=false;trainer.max_steps=825")
+    assert not _same_setting("settings", fresh, "data.download=False;device.deterministic=True;trainer.max_steps=826")
+    assert not _same_setting("method", "fixed", "Fixed")
+
+
 def test_a_new_metric_adds_a_column_and_old_rows_stay(runs, tmp_path):
     csv_path = tmp_path / "per_seed.csv"
     append_rows(csv_path, [run_row(runs / "fixed_s0", "fixed")])
