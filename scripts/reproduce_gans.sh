@@ -112,7 +112,7 @@ for model in $MODELS; do
   if [ "${SKIP_TUNE:-0}" != 1 ]; then
     bl="$run/baseline"
     if compgen -G "$bl/*.yaml" >/dev/null; then :
-    elif [ -f "$out/hyperband_baseline.yaml" ]; then restore_baseline "$out/hyperband_baseline.yaml" "$bl"
+    elif [ -f "$out/hyperband_baseline.yaml" ] && restore_baseline "$out/hyperband_baseline.yaml" "$bl" $MAXR; then :
     else
       # Hyperband rungs at MAXR/9, MAXR/3 and MAXR steps (eta 3); the objective is the validation split's
       run_mt tune "${ARGS[@]}" "baselines_dir=$bl" "${COMMON[@]}" tune.n_trials=${TUNE_TRIALS:-12} \

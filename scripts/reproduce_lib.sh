@@ -62,13 +62,21 @@ record() {
   "$PY" scripts/record_run.py "$SEED_CSV" "$@" --arm "$arm" ${DATA_NAME:+--data "$DATA_NAME"}
 }
 
-# restore_baseline FILE DIR: the published tuned weights FILE (results/.../hyperband_baseline.yaml) as DIR's
-# <model>-<data>.yaml, where method.weights=baseline baselines_dir=DIR finds them: a new machine trains the
-# tuned arm with the published weights instead of tuning again
+# restore_baseline FILE DIR [MAX_RESOURCE]: the published tuned weights FILE (results/.../hyperband_baseline.yaml)
+# as DIR's <model>-<data>.yaml, where method.weights=baseline baselines_dir=DIR finds them: a new machine trains the
+# tuned arm with the published weights instead of tuning again. With MAX_RESOURCE, a FILE whose budget's
+# max_resource differs (weights tuned for an earlier protocol) is not restored: status 1, the caller tunes again
 restore_baseline() {
-  local m d
+  local m d r
   m=$(sed -n 's/^model: *//p' "$1" | head -n 1); d=$(sed -n 's/^data: *//p' "$1" | head -n 1)
   if [ -z "$m" ] || [ -z "$d" ]; then echo "error: $1: no model: or data: line" >&2; exit 2; fi
+  if [ -n "${3:-}" ]; then  # weights tuned under another step budget (an earlier protocol) are not this baseline
+    r=$(sed -n 's/^ *max_resource: *//p' "$1" | head -n 1)
+    if [ "$r" != "$3" ]; then
+      echo "[${0##*/}] $1: tuned with max_resource '${r:-none}', this protocol's is $3: tuning again" >&2
+      return 1
+    fi
+  fi
   mkdir -p "$2" && cp "$1" "$2/$m-$d.yaml"
   echo "[${0##*/}] $2: the tuned weights of $1 (no tuning)"
 }

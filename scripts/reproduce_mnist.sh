@@ -49,6 +49,7 @@ ROOT=${RUN_ROOT:-runs/reproduce/mnist}
 THREADS=${THREADS:-1}
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 COMMON=(trainer.progress=false device.threads=$THREADS device.deterministic=true)
+MAXR=810  # Hyperband rungs at 90, 270 and 810 steps (eta 3)
 
 source scripts/reproduce_lib.sh  # stage DIR MODEL METHOD OVERRIDES...: resumable stages; run_mt: stops on interrupts
 
@@ -75,11 +76,11 @@ for ds in $DATASETS; do
     if [ "${SKIP_TUNE:-0}" != 1 ]; then
       bl="$run/baseline"
       if compgen -G "$bl/*.yaml" >/dev/null; then :
-      elif [ -f "$out/hyperband_baseline.yaml" ]; then restore_baseline "$out/hyperband_baseline.yaml" "$bl"
+      elif [ -f "$out/hyperband_baseline.yaml" ] && restore_baseline "$out/hyperband_baseline.yaml" "$bl" $MAXR; then :
       else
         run_mt tune experiment=mnist_unbalanced "${DATA[@]}" "${SCL[@]}" "baselines_dir=$bl" "${COMMON[@]}" \
           tune.n_trials=${TUNE_TRIALS:-20} tune.range_factor=${TUNE_RANGE:-1000} \
-          tune.min_resource=90 tune.max_resource=810 \
+          tune.min_resource=$((MAXR / 9)) tune.max_resource=$MAXR \
           "tune.storage=$run/tune.journal" "hydra.run.dir=$run/tune"
       fi
       ARM=tuned stage "$run/tuned_fixed" mnist fixed experiment=mnist_unbalanced "${DATA[@]}" "${SCL[@]}" method.weights=baseline \

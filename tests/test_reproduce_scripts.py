@@ -240,7 +240,8 @@ def test_reproduce_mnist_restores_the_published_tuned_weights_and_tables_from_th
     scripts = _copy_scripts(tmp_path, *RECORDING)
     out = tmp_path / "results" / "mnist" / "mnist5k_uniform"
     out.mkdir(parents=True)
-    (out / "hyperband_baseline.yaml").write_text("model: mnist\ndata: mnist5k\nweights: {term_0: 1.0}\n")
+    (out / "hyperband_baseline.yaml").write_text(
+        "model: mnist\ndata: mnist5k\nweights: {term_0: 1.0}\nbudget:\n  min_resource: 90\n  max_resource: 810\n")
     env = {**os.environ, "MTBENCH": str(fake), "RUN_ROOT": str(tmp_path / "runs"), "PYTHON": sys.executable,
            "FAKE_LOG": str(tmp_path / "calls.log")}
     cmd = ["bash", str(scripts / "reproduce_mnist.sh"), "unused", "0", "mnist5k", "uniform"]
@@ -256,6 +257,22 @@ def test_reproduce_mnist_restores_the_published_tuned_weights_and_tables_from_th
     assert "### acc ↑ (primary)" in table and "tuned (fixed, Hyperband)" in table and str(tmp_path) not in table
     assert re.search(r'(^|[=\[,\s"])/', (out / "per_seed.csv").read_text()) is None
     assert [c[0] for c in done].count("report") == 1
+
+
+@pytest.mark.parametrize("budget", ["budget:\n  max_resource: 600\n", ""])
+def test_published_weights_of_another_step_budget_are_tuned_again(tmp_path, budget):
+    """A hyperband_baseline.yaml tuned for an earlier protocol (another max_resource, or none recorded) is not
+    restored: restore_baseline says why and returns 1, and the caller tunes again."""
+    src = tmp_path / "hyperband_baseline.yaml"
+    src.write_text("model: pix2pix\ndata: facades\nweights: {G_GAN: 1.0, G_L1: 725.7}\n" + budget)
+    script = f"source {REPO / 'scripts' / 'reproduce_lib.sh'}; restore_baseline {src} {tmp_path / 'bl'} 2000"
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert f"{src}: tuned with max_resource '{'600' if budget else 'none'}', this protocol's is 2000" in r.stderr
+    assert not (tmp_path / "bl").exists()
+    src.write_text(src.read_text().replace("600", "2000") if budget else src.read_text() + "  max_resource: 2000\n")
+    subprocess.run(["bash", "-c", script], check=True, capture_output=True, timeout=30)
+    assert (tmp_path / "bl" / "pix2pix-facades.yaml").read_text() == src.read_text()
 
 
 def test_reproduce_mnist_trains_the_new_methods_on_t10k_with_their_own_seeds(tmp_path, fake):
