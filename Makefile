@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help env train test test-fast bench clean
+.PHONY: help env train test test-fast bench results clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,11 @@ test-fast: $(BIN)/mtbench ## the suite without the slow end-to-end tests
 
 bench: $(BIN)/mtbench ## step-time ratios of the balancing methods (writes nothing; see results/performance.md)
 	$(BIN)/python scripts/bench_methods.py $(ARGS)
+
+results: $(BIN)/mtbench ## every table, results/summary.md and the leaderboard figure, from the per-seed CSVs in results/
+	$(BIN)/python scripts/make_tables.py results/
+	$(BIN)/python scripts/summarize_results.py results/
+	$(BIN)/python scripts/plot_leaderboard.py results/ --ratios results/bench_methods.md --out results
 
 clean: ## remove caches (keeps .venv and runs/)
 	rm -rf .pytest_cache build *.egg-info
