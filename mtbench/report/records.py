@@ -255,16 +255,18 @@ def _locked(folder: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def canonical_settings(settings: str) -> str:
+    """``settings`` with every boolean value spelled true/false (a resumed run's overrides come back from its
+    run.yaml as true/false, a fresh run's as typed: True/False)."""
+    return ";".join(re.sub(r"=(true|false)$", lambda m: "=" + m.group(1).lower(), kv, flags=re.IGNORECASE)
+                    for kv in settings.split(";"))
+
+
 def _same_setting(key: str, a: str, b: str) -> bool:
-    """Equal cells; in ``settings``, a boolean spelled True/true counts as the same (a resumed run's overrides
-    come back from its run.yaml as true/false, a fresh run's as typed: True/False)."""
+    """Equal cells; in ``settings``, a boolean spelled True/true counts as the same (:func:`canonical_settings`)."""
     if key != "settings" or a == b:
         return a == b
-
-    def norm(settings: str) -> list[str]:
-        return [re.sub(r"=(true|false)$", lambda m: "=" + m.group(1).lower(), kv, flags=re.IGNORECASE)
-                for kv in settings.split(";")]
-    return norm(a) == norm(b)
+    return canonical_settings(a) == canonical_settings(b)
 
 
 def _check_arm(table: SeedCsv, row: dict[str, str]) -> None:

@@ -38,6 +38,7 @@ from mtbench.report.records import (
     WEIGHT,
     RecordError,
     SeedCsv,
+    canonical_settings,
     number,
     read_seed_csv,
 )
@@ -262,7 +263,7 @@ def metric_table(t: SeedTable, metric: str) -> list[str]:
 def arms_table(t: SeedTable) -> list[str]:
     out = ["### Arms", "", "| arm | method | settings | seeds | wall time (s) | threads |", "|---|---|---|---|---:|---|"]
     for a in t.arms:
-        settings = ", ".join(f"`{s}`" for s in a.settings.split(";") if s) or "(defaults)"
+        settings = ", ".join(f"`{s}`" for s in canonical_settings(a.settings).split(";") if s) or "(defaults)"
         out.append(f"| {arm_label(a, t)} | {a.method} | {settings.replace('|', '/')} | "
                    f"{','.join(map(str, a.seeds))} | {'n/a' if a.wall_time_s is None else f'{a.wall_time_s:.1f}'} | "
                    f"{a.threads} |")

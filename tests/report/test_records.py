@@ -110,6 +110,8 @@ def test_a_resumed_run_whose_booleans_come_back_lowercase_is_the_same_setting(ru
     assert not _same_setting("settings", fresh, "data.download=false;device.deterministic=false;trainer.max_steps=825")
     assert not _same_setting("settings", fresh, "data.download=False;device.deterministic=True;trainer.max_steps=826")
     assert not _same_setting("method", "fixed", "Fixed")
+    # the tables show one spelling, whichever run came first; only whole boolean values are respelled
+    assert records.canonical_settings("a=True;b=FALSE;c=Truth;d=x.True;e=1") == "a=true;b=false;c=Truth;d=x.True;e=1"
 
 
 def test_a_new_metric_adds_a_column_and_old_rows_stay(runs, tmp_path):
