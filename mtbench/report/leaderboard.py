@@ -32,7 +32,11 @@ from mtbench.report.seedtable import find_csvs
 from mtbench.utils import atomic_write_text, atomic_writer
 
 SHORT = {"fixed": "fixed", "tuned": "fixed (tuned)", "softadapt": "SoftAdapt", "softadapt_normalized": "SA-norm",
-         "softadapt_loss_weighted": "SA-loss-w", "mtadam": "MTAdam", "balanced": "balanced ref."}
+         "softadapt_loss_weighted": "SA-loss-w", "mtadam": "MTAdam", "balanced": "balanced ref.",
+         "softadapt_on_defaults": "SoftAdapt (on defaults)", "softadapt_normalized_on_defaults": "SA-norm (on defaults)",
+         "softadapt_loss_weighted_on_defaults": "SA-loss-w (on defaults)", "uncertainty": "Uncertainty",
+         "dwa": "DWA", "rlw": "RLW", "gls": "GLS", "relobralo": "ReLoBRaLo", "famo": "FAMO", "gradnorm": "GradNorm",
+         "mgda": "MGDA-UB", "pcgrad": "PCGrad", "cagrad": "CAGrad", "imtl": "IMTL", "aligned_mtl": "Aligned-MTL"}
 BASELINE_ARM = "tuned"
 
 
