@@ -120,7 +120,8 @@ def override_map(overrides: list[str]) -> dict[str, str]:
         key = key.lstrip("+~")
         if key in NEUTRAL_OVERRIDES or key.startswith("hydra.") or key.startswith("hydra/"):
             continue
-        out[key] = value
+        # a resumed run's overrides come back from its run.yaml as true/false, a fresh run's as typed (True)
+        out[key] = value.lower() if value.lower() in ("true", "false") else value
     return out
 
 

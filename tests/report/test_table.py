@@ -135,3 +135,16 @@ def test_variants_of_a_method_are_rows_of_their_own_and_neutral_overrides_pool(t
     assert [(r.label, r.n) for r in rows] == [("mtadam", 2), ("mtadam [method.beta=0.5]", 1)]
     assert rows[0].metrics["acc"].mean == pytest.approx(0.6) and rows[0].metrics["acc"].std == pytest.approx(
         statistics.stdev([0.5, 0.7]))
+
+
+def test_a_boolean_spelled_true_or_True_is_one_setting(tmp_path):
+    """A resumed run reads its overrides back from run.yaml (true); its fresh seeds were typed True: one row."""
+    for name, seed, over in [("a", 0, ["seed=0", "data.download=False"]), ("b", 1, ["seed=1", "data.download=false"]),
+                             ("c", 2, ["seed=2", "data.download=True"]), ("d", 3, ["seed=3", "data.root=False_x"])]:
+        d = tmp_path / "runs" / name
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text(json.dumps({"model": "m", "data": "d", "method": "famo", "seed": seed,
+                                                    "metrics": {"acc": 0.5}, "overrides": over}))
+    rows = make_report([tmp_path / "runs"], tmp_path / "rep")["rows"]
+    assert sorted((r.label, r.n) for r in rows) == [
+        ("famo [data.download=false]", 2), ("famo [data.download=true]", 1), ("famo [data.root=False_x]", 1)]
