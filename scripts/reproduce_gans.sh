@@ -143,7 +143,7 @@ for model in $MODELS; do
   if [ "$model" = srgan ]; then runs+=("$SRRESNET"); fi  # the SRResNet the arms start from: a row of its own
   if [ "$MISSING_RUNS" = 0 ]; then  # the per-step curves (weights, loss) need every run
     mkdir -p "$out" && rm -f "$out"/*.png  # figures of an earlier report
-    "$MT" report "${runs[@]}" --out "$out" --overwrite
+    "$MT" report "${runs[@]}" --out "$out" --overwrite --label tuned:method.weights=baseline
   else
     echo "[${0##*/}] $out: curves not redrawn (recorded runs missing from $run); the tables come from per_seed.csv"
   fi

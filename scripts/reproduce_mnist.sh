@@ -93,7 +93,7 @@ for ds in $DATASETS; do
     done
     if [ "$MISSING_RUNS" = 0 ]; then  # the per-step curves (weights, loss) need every run
       mkdir -p "$out" && rm -f "$out"/*.png  # figures of an earlier report
-      "$MT" report "${runs[@]}" --out "$out" --overwrite
+      "$MT" report "${runs[@]}" --out "$out" --overwrite --label tuned:method.weights=baseline --label balanced:experiment=mnist_balanced
     else
       echo "[${0##*/}] $out: curves not redrawn (recorded runs missing from $run); the tables come from per_seed.csv"
     fi

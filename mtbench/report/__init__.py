@@ -64,6 +64,7 @@ from mtbench.report.figures import LOSS_NOTE, plan_figures, total_loss
 from mtbench.report.runs import METRICS, SUMMARY, PathLike, Run, RunDirs, UnfinishedRun, _as_list, find_runs, \
     load_run, read_metrics, unfinished_run
 from mtbench.report.table import METHOD_ORDER, TRIVIAL_LABEL, TRIVIAL_METHODS, Row, Stat, build_rows, markdown, \
+    parse_label_rule, short_labels, \
     method_rank, to_csv
 from mtbench.utils import atomic_write_text
 
@@ -73,8 +74,11 @@ __all__ = ["METHOD_ORDER", "TRIVIAL_LABEL", "TRIVIAL_METHODS", "Row", "Run", "Ru
 
 def make_report(paths: PathLike | Iterable[PathLike], out_dir: PathLike,
                 baseline: Mapping[str, Any] | Sequence[Mapping[str, Any]] | PathLike | None = None,
-                overwrite: bool = False) -> dict[str, Any]:
+                overwrite: bool = False, labels: Sequence[str] = ()) -> dict[str, Any]:
     """Tables (``report.md``, ``report.csv``) and figures (PNG) over the runs in ``paths``, into ``out_dir``.
+
+    ``labels``: ``NAME:KEY=VALUE`` rules naming the rows in the figures (legends, titles): a row whose runs
+    all have the override ``KEY=VALUE`` is drawn as ``NAME`` (:func:`mtbench.report.table.short_labels`).
 
     ``baseline``: a mapping ``{"method": label, "metrics": {...}}`` (or ``"score"``), a list of
     them, or a YAML/JSON file holding one (module doc). Nothing in ``out_dir`` is deleted;
@@ -84,6 +88,7 @@ def make_report(paths: PathLike | Iterable[PathLike], out_dir: PathLike,
     ``rows`` the :class:`Row` s, ``unfinished`` the :class:`UnfinishedRun` s, ``files`` the
     Paths written, ``console`` the markdown without the figures.
     """
+    rules = [parse_label_rule(t) for t in labels]
     found = find_runs(paths)
     sources = [str(p) for p in _as_list(paths)]
     baselines = load_baselines(baseline)
@@ -92,6 +97,7 @@ def make_report(paths: PathLike | Iterable[PathLike], out_dir: PathLike,
                          f"{len(found.unfinished)} unfinished: {', '.join(str(u) for u in found.unfinished)}")
     runs = [load_run(d) for d in found]
     rows = build_rows(runs, baselines)
+    short_labels(rows, rules)
     unfinished = [unfinished_run(d) for d in found.unfinished]
     notes = [f"`{r.run_dir / METRICS}`: skipped {r.bad_lines} unreadable line(s) (a truncated last line?)"
              for r in runs if r.bad_lines]
@@ -146,13 +152,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="YAML/JSON with `metrics: {name: value}` or `score: value` (the primary metric), "
                              "optional `method` (label), `model`, `data`; an `mtbench tune` baseline file works")
     parser.add_argument("--overwrite", action="store_true", help="replace report files already in --out")
+    parser.add_argument("--label", metavar="NAME:KEY=VALUE", action="append", default=[],
+                        help="name the rows whose runs have the override KEY=VALUE in the figures, e.g. "
+                             "tuned:method.weights=baseline (repeatable; the first rule that matches wins)")
     try:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as stop:  # --help (0) or a usage error (2, already printed as one line)
         return stop.code if isinstance(stop.code, int) else 2
     out = args.out or str(Path("reports") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
     try:
-        res = make_report(args.paths, out, baseline=args.baseline, overwrite=args.overwrite)
+        res = make_report(args.paths, out, baseline=args.baseline, overwrite=args.overwrite, labels=args.label)
     except (ValueError, OSError, DataError) as err:  # DataError: a full disk (utils.DiskFullError)
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -146,7 +146,7 @@ def plot_weights(row: Row, path: Path) -> None:
     points = max((len(r.series[k].steps) for r in row.runs for k in r.series if k.startswith("weight/")), default=0)
     note = (f" (only {points} logged step{'s' if points != 1 else ''}: too few to show a trend; lower "
             f"trainer.log_every)" if points < 3 else " (constant weights)" if constant else "")
-    ax.set_title(_wrap(f"{row.model} / {row.data}: loss-term weights, {row.label}", 90) + "\n"
+    ax.set_title(_wrap(f"{row.model} / {row.data}: loss-term weights, {row.short_label or row.label}", 90) + "\n"
                  f"mean over {n} seed{'s' if n != 1 else ''}" + note, fontsize="medium")
     _finish_axes(ax, "step", "weight")
     _legend(ax, len(terms), "term")
@@ -165,7 +165,7 @@ def plot_loss(model: str, data: str, rows: list[Row], path: Path) -> None:
         steps, mean, lo, hi = mean_over_runs(per)
         allv += lo + hi
         ax.plot(steps, mean, color=colors[i], linewidth=1.5, marker="o" if len(steps) <= 25 else None, markersize=3,
-                linestyle=_linestyle(i), label=f"{row.label} (n={row.n})")
+                linestyle=_linestyle(i), label=f"{row.short_label or row.label} (n={row.n})")
         if len(per) > 1:
             ax.fill_between(steps, lo, hi, color=colors[i], alpha=0.18, linewidth=0)
     if log_scale(allv):

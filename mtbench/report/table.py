@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -83,6 +84,9 @@ class Row(_ItemAccess):
     wall_time_s: float | None = None
     common_settings: dict[str, str] = field(default_factory=dict)
     runs: list[Run] = field(default_factory=list)
+    #: the figures' name for the row (legends, titles): a ``labels`` rule's name, else the method and only the
+    #: settings that tell it from the method's other rows, keys and paths shortened (:func:`short_labels`)
+    short_label: str = ""
 
 
 def method_rank(method: str) -> tuple[int, str]:
@@ -173,6 +177,49 @@ def _method_rows(model: str, data: str, group: list[Run], names: list[str], prim
             seeds=seeds, duplicate_seeds=sorted({s for s in seeds if seeds.count(s) > 1}, key=str),
             wall_time_s=statistics.mean(walls) if walls else None, common_settings=common, runs=cell))
     return rows
+
+
+def parse_label_rule(text: str) -> tuple[str, str, str]:
+    """``NAME:KEY=VALUE`` (``tuned:method.weights=baseline``) as (name, key, value); ValueError naming it."""
+    name, sep, cond = text.partition(":")
+    key, eq, value = cond.partition("=")
+    if not sep or not eq or not name.strip() or not key.strip():
+        raise ValueError(f"--label {text!r}: expected NAME:KEY=VALUE, e.g. tuned:method.weights=baseline")
+    return name.strip(), key.strip().lstrip("+~"), value
+
+
+def _short(key: str, value: str) -> str:
+    value = value.rstrip("/").rsplit("/", 1)[-1] if "/" in value else value
+    return f"{key.rsplit('.', 1)[-1]}={value}"
+
+
+def short_labels(rows: list[Row], rules: Sequence[tuple[str, str, str]] = ()) -> None:
+    """Set each trained row's ``short_label``: the name of the first rule ``(name, key, value)`` whose
+    ``key=value`` every run of the row has; else the method, with the settings in which it differs from the
+    method's other rows without a rule name (``on_default_weights=true``: the key's last part, a path's last
+    component). Baselines and trivial rows keep their label."""
+    named: dict[int, str] = {}
+    for i, row in enumerate(rows):
+        if row.baseline or row.trivial:
+            row.short_label = row.label
+            continue
+        maps = [override_map(r.overrides) for r in row.runs]
+        for name, key, value in rules:
+            if maps and all(m.get(key) == value for m in maps):
+                named[i] = name
+                break
+    for i, row in enumerate(rows):
+        if row.baseline or row.trivial:
+            continue
+        if i in named:
+            row.short_label = named[i]
+            continue
+        mine = override_map(row.runs[0].overrides) if row.runs else {}
+        others = [override_map(o.runs[0].overrides) for j, o in enumerate(rows)
+                  if j != i and j not in named and o.runs and not o.baseline and not o.trivial
+                  and (o.model, o.data, o.method) == (row.model, row.data, row.method)]
+        keys = [k for k in sorted(mine) if any(o.get(k) != mine[k] for o in others)]
+        row.short_label = row.method + (f" [{', '.join(_short(k, mine[k]) for k in keys)}]" if keys else "")
 
 
 def build_rows(runs: list[Run], baselines: list[Baseline] = ()) -> list[Row]:

@@ -148,3 +148,36 @@ def test_a_boolean_spelled_true_or_True_is_one_setting(tmp_path):
     rows = make_report([tmp_path / "runs"], tmp_path / "rep")["rows"]
     assert sorted((r.label, r.n) for r in rows) == [
         ("famo [data.download=false]", 2), ("famo [data.download=true]", 1), ("famo [data.root=False_x]", 1)]
+
+
+def test_figures_name_rows_by_rule_or_by_what_tells_them_from_the_same_methods_rows(tmp_path, capsys):
+    """Short labels (legends, titles): a --label rule's name; else the method plus only the settings that differ
+    from its other rows, keys and paths shortened. The tables keep the full labels."""
+    unb = ["experiment=mnist_unbalanced", "model.scales.kind=uniform"]
+    for name, method, over in [
+            ("t", "fixed", [*unb, "method.weights=baseline", "baselines_dir=runs/x/baseline"]),
+            ("b", "fixed", ["experiment=mnist_balanced"]), ("f", "fixed", unb), ("m", "mtadam", unb),
+            ("s", "softadapt", unb), ("d", "softadapt", [*unb, "method.on_default_weights=true"]),
+            ("r", "softadapt", [*unb, "data.root=runs/data/people/aligned/"])]:
+        d = tmp_path / "runs" / name
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text(json.dumps({"model": "m", "data": "d", "method": method, "seed": 0,
+                                                    "metrics": {"acc": 0.5}, "overrides": over}))
+    rows = make_report([tmp_path / "runs"], tmp_path / "rep", labels=["tuned:method.weights=baseline",
+                                                                       "balanced:experiment=mnist_balanced"])["rows"]
+    short = sorted(r.short_label for r in rows)
+    assert short == ["balanced", "fixed", "mtadam", "softadapt", "softadapt [on_default_weights=true]",
+                     "softadapt [root=aligned]", "tuned"]
+    assert any(r.label.startswith("fixed [baselines_dir=runs/x/baseline, ") for r in rows)  # the table: exact
+    # without rules: the three fixed rows differ in experiment (and the tuned one in two more settings)
+    rows = make_report([tmp_path / "runs"], tmp_path / "rep2")["rows"]
+    fixed = sorted(r.short_label for r in rows if r.method == "fixed")
+    assert fixed == ["fixed [baselines_dir=baseline, experiment=mnist_unbalanced, weights=baseline, kind=uniform]",
+                     "fixed [experiment=mnist_balanced]", "fixed [experiment=mnist_unbalanced, kind=uniform]"]
+    from mtbench.report import main
+
+    assert main([str(tmp_path / "runs"), "--out", str(tmp_path / "rep3"), "--label", "tuned=method.weights"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: --label 'tuned=method.weights': expected NAME:KEY=VALUE, e.g. "
+                   "tuned:method.weights=baseline")
+    assert not (tmp_path / "rep3").exists()
