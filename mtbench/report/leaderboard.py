@@ -9,7 +9,8 @@ softadapt, ..., mtadam) plus the baseline arm (``tuned``: the ratio of its metho
 fixed); ``--arms`` chooses others (an arm without a ratio of its own takes its
 method's). In each benchmark the arms on the board are ranked by the mean of the
 primary metric over seeds (1 = best; equal means share the average rank); an arm's
-mean rank is over the benchmarks it is in. Writes ``leaderboard.png`` (mean rank up,
+mean rank is over the benchmarks it is in. A benchmark with fewer than two arms on the
+board (one that has only begun) is left out with a note. Writes ``leaderboard.png`` (mean rank up,
 1 at the top, against the ratio on a log axis; short labels, legend inside the axes)
 and ``leaderboard.csv`` (per arm: ratio, mean rank, benchmarks, the rank in each).
 """
@@ -90,6 +91,7 @@ def ranks(csvs: list[Path], ratios: dict[str, float], arms: list[str] | None = N
     per: dict[str, dict[str, float]] = {}
     arm_ratio: dict[str, float] = {}
     names = benchmark_names(csvs)
+    ranked: list[str] = []
     for path, name in zip(csvs, names):
         table = read_seed_csv(path)
         if not table.rows:
@@ -112,8 +114,11 @@ def ranks(csvs: list[Path], ratios: dict[str, float], arms: list[str] | None = N
             vals = [v for v in (number(r.get("metric." + primary, "")) for r in rows) if v is not None]
             if vals:
                 means[a] = describe(vals).mean
-        if not means:
+        if len(means) < 2:  # a rank among one arm (a benchmark that has only begun) says nothing
+            if means:
+                print(f"note: {name}: only {', '.join(means)} on the board so far: not ranked", file=sys.stderr)
             continue
+        ranked.append(name)
         order = list(means)
         score = [-means[a] if hib == "true" else means[a] for a in order]
         for a, rk in zip(order, rankdata(score, method="average")):
@@ -122,9 +127,60 @@ def ranks(csvs: list[Path], ratios: dict[str, float], arms: list[str] | None = N
     for a, by in per.items():
         recs.append({"arm": a, "label": SHORT.get(a, a), "ratio": arm_ratio[a],
                      "mean_rank": sum(by.values()) / len(by), "benchmarks": len(by),
-                     **{f"rank:{n}": by.get(n) for n in names}})
+                     **{f"rank:{n}": by.get(n) for n in ranked}})
     df = pd.DataFrame.from_records(recs)
-    return df.sort_values(["mean_rank", "arm"]).reset_index(drop=True) if len(df) else df
+    df = df.sort_values(["mean_rank", "arm"]).reset_index(drop=True) if len(df) else df
+    df.attrs["benchmarks"] = ranked  # the benchmarks with two or more arms on the board
+    return df
+
+
+# where a point's name may go, in points from the marker: right, left, above, below, then further out
+_OFFSETS = [(6, 3, "left"), (-6, 3, "right"), (6, -11, "left"), (-6, -11, "right"), (0, 8, "center"),
+            (0, -16, "center"), (10, 14, "left"), (-10, 14, "right"), (10, -22, "left"), (-10, -22, "right")]
+
+
+def _place_labels(fig, ax, df: pd.DataFrame) -> None:
+    """Name every point beside its marker, each name at the first candidate offset that overlaps no name placed
+    before it, no marker and not the legend (else at the offset with the least overlap): points with close
+    ranks and step times (common: many arms cost what fixed costs) stay readable."""
+    renderer = fig.canvas.get_renderer()
+    fig.draw_without_rendering()  # final axes limits and legend position
+    legend = ax.get_legend()
+    taken = [legend.get_window_extent(renderer)] if legend is not None else []
+    markers = [ax.transData.transform((x, y)) for x, y in zip(df["ratio"], df["mean_rank"])]
+    half = 6.0  # half a marker's size in pixels, about
+    ax_box = ax.get_window_extent(renderer)
+
+    def overlap(a, b) -> float:
+        w = min(a.x1, b.x1) - max(a.x0, b.x0)
+        h = min(a.y1, b.y1) - max(a.y0, b.y0)
+        return w * h if w > 0 and h > 0 else 0.0
+
+    from matplotlib.transforms import Bbox
+
+    marker_boxes = [Bbox.from_extents(x - half, y - half, x + half, y + half) for x, y in markers]
+    for j, (_, r) in enumerate(df.iterrows()):
+        best = None
+        for dx, dy, ha in _OFFSETS:
+            t = ax.annotate(r["label"], (r["ratio"], r["mean_rank"]), textcoords="offset points", xytext=(dx, dy),
+                            fontsize="small", ha=ha)
+            box = t.get_window_extent(renderer)
+            cost = sum(overlap(box, o) for o in taken + marker_boxes)
+            # a name nearer to another point than to its own reads as that point's
+            gap = [max(b.x0 - x, 0, x - b.x1) ** 2 + max(b.y0 - y, 0, y - b.y1) ** 2
+                   for b in [box] for x, y in markers]
+            cost += 500.0 * sum(g < gap[j] for k, g in enumerate(gap) if k != j)
+            cost += 0.0 if (box.x0 >= ax_box.x0 and box.x1 <= ax_box.x1 and box.y0 >= ax_box.y0
+                            and box.y1 <= ax_box.y1) else 1e6  # outside the axes: cut off
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, t, box)
+            else:
+                t.remove()
+            if cost == 0:
+                break
+        taken.append(best[2])
 
 
 def plot(df: pd.DataFrame, path: Path, n_benchmarks: int) -> None:
@@ -138,13 +194,9 @@ def plot(df: pd.DataFrame, path: Path, n_benchmarks: int) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     markers = "osD^vP*Xh<>"
-    seen: dict[tuple[float, float], int] = {}
     for i, r in df.iterrows():
-        k = seen[(r["ratio"], r["mean_rank"])] = seen.get((r["ratio"], r["mean_rank"]), -1) + 1
         label = r["label"] + (f" ({r['benchmarks']}/{n_benchmarks})" if r["benchmarks"] != n_benchmarks else "")
         ax.scatter([r["ratio"]], [r["mean_rank"]], s=60, marker=markers[i % len(markers)], label=label, zorder=3)
-        ax.annotate(r["label"], (r["ratio"], r["mean_rank"]), textcoords="offset points", xytext=(6, 4 - 11 * k),
-                    fontsize="small")
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
@@ -159,6 +211,7 @@ def plot(df: pd.DataFrame, path: Path, n_benchmarks: int) -> None:
                  fontsize="medium")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="best", fontsize="small", framealpha=0.9)
+    _place_labels(fig, ax, df)
     with atomic_writer(path, "wb") as f:
         fig.savefig(f, format="png", dpi=120)
 
@@ -180,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             raise RecordError("no arm of the board in the CSVs")
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        plot(df, out / "leaderboard.png", len(csvs))
+        plot(df, out / "leaderboard.png", len(df.attrs["benchmarks"]))
         atomic_write_text(df.to_csv(index=False, lineterminator="\n"), out / "leaderboard.csv")
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -75,3 +75,40 @@ def test_an_arm_without_a_ratio_is_one_line(benchmarks, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "per_seed.csv: arm 'tuned' (method 'fixed') has no step-time ratio" in err
     assert not (benchmarks / "out").exists()
+
+
+def test_a_benchmark_with_one_arm_so_far_is_not_ranked(benchmarks, capsys):
+    # c has begun with fixed alone: a rank of 1 among 1 would lift fixed's mean rank from 2.25 to 1.83
+    write_csv(benchmarks / "res" / "c" / "per_seed.csv", {"fixed": by_seed(30.0, 31.0)}, primary="fid", hib=False)
+    csvs = sorted((benchmarks / "res").rglob("per_seed.csv"))
+    df = ranks(csvs, read_ratios(benchmarks / "bench_methods.md")).set_index("arm")
+    assert df.attrs["benchmarks"] == ["a", "b"] and "rank:c" not in df.columns
+    assert df.loc["fixed", "mean_rank"] == 2.25 and df.loc["fixed", "benchmarks"] == 2
+    assert "c: only fixed on the board so far: not ranked" in capsys.readouterr().err
+
+
+def test_point_names_do_not_overlap_where_the_points_crowd(tmp_path):
+    # six arms at nearly the same rank and step time (as many methods cost what fixed costs)
+    import pandas as pd
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from mtbench.report.leaderboard import _place_labels
+
+    df = pd.DataFrame({"label": ["SoftAdapt", "RLW", "DWA", "ReLoBRaLo", "GradNorm", "fixed (tuned)"],
+                       "ratio": [0.916, 0.922, 0.942, 0.874, 0.994, 1.0],
+                       "mean_rank": [11.0, 11.0, 11.5, 11.5, 5.0, 5.25]})
+    fig = Figure(figsize=(6.4, 4.4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.scatter(df["ratio"], df["mean_rank"])
+    ax.set_xscale("log")
+    ax.set_xlim(0.5, 2.0)
+    ax.set_ylim(18, 0.5)
+    _place_labels(fig, ax, df)
+    r = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(r) for t in ax.texts]
+    assert [t.get_text() for t in ax.texts] == list(df["label"])  # one name per point, in order
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
