@@ -120,6 +120,26 @@ def _resume(runner: Runner, out: Path) -> None:
              runner.pos.batch_in_epoch)
 
 
+def tune_command(summary: dict[str, Any]) -> str:
+    """The ``mtbench tune`` command that makes the tuned baseline this run is compared with: the run's own choice
+    of experiment, model, data and device (config groups) and their data.*/model.* settings and baselines_dir,
+    without the method, seed or run-specific settings."""
+    import shlex
+
+    try:
+        words = shlex.split(summary.get("command") or "")[2:]  # mtbench train OVERRIDES...
+    except ValueError:
+        words = []
+    keep = []
+    for w in words:
+        key = w.split("=", 1)[0].lstrip("+~")
+        if "=" not in w or key in ("method", "seed", "resume") or key.startswith(("hydra", "method.")):
+            continue
+        if "." not in key or key.startswith(("data.", "model.")) or key == "baselines_dir":
+            keep.append(shlex.quote(w))
+    return " ".join(["mtbench tune", *keep])
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """The final console line: the score beside the tuned baseline's, steps, time, FID note, run dir."""
     m = summary["metrics"]
@@ -127,7 +147,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     others = " ".join(f"{k} {v:.4g}" for k, v in m.items() if k != key)
     cmp = summary.get("baseline")
     score = format_comparison(cmp) if cmp and cmp.get("exists") else f"{key} {m.get(key, float('nan')):.4g}" + (
-        f" (no tuned baseline yet: mtbench tune model={summary['model']} data={summary['data']})" if cmp else "")
+        f" (no tuned baseline yet: {tune_command(summary)})" if cmp else "")
     note = f" | {summary['fid_note']}" if summary.get("fid_note") else ""
     return (f"done: {summary['model']}/{summary['method']} seed {summary['seed']} | {score} | {others} | "
             f"{summary['steps']} steps in {summary['wall_time_s']:.1f}s on {summary['device']}{note} | "

@@ -173,3 +173,18 @@ def test_shell_completion_registers_mtbench_once_and_completes_per_command(tmp_p
     out = subprocess.run(["bash", "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=240,
                          env={**ENV, "PATH": f"{shim.parent}:{os.environ['PATH']}"})
     assert out.stdout.splitlines() == ["method=mtadam", "tune", "checkpoint="], out.stderr
+
+
+def test_the_tune_hint_repeats_the_runs_data_not_its_method_or_seed():
+    # a pix2pix run on people_contours (data group facades: the aligned-pairs loader): the hint must tune on the
+    # same folder, not name a facades download; method, seed and run settings are not the baseline's
+    from mtbench.train import tune_command
+
+    cmd = ("mtbench train experiment=pix2pix_people_contours 'data.root=runs/x y/aligned' method=softadapt "
+           "method.beta=0.5 seed=2 trainer.progress=False device.threads=1 resume=true baselines_dir=b")
+    assert tune_command({"command": cmd}) == (
+        "mtbench tune experiment=pix2pix_people_contours 'data.root=runs/x y/aligned' baselines_dir=b")
+    assert tune_command({"command": "mtbench train model=pix2pix device=cuda"}) == (
+        "mtbench tune model=pix2pix device=cuda")
+    assert tune_command({"command": "mtbench train 'unclosed"}) == "mtbench tune"  # never a crash
+    assert tune_command({}) == "mtbench tune"
