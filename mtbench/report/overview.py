@@ -34,7 +34,7 @@ def cell(t: SeedTable, arm: str) -> str:
     if c is None:
         return "—"
     d = c.described
-    text = fmt(d.mean) + ("" if d.lo is None else f" [{fmt(d.lo)}, {fmt(d.hi)}]")
+    text = fmt(d.mean) + ("" if d.lo is None else f" [{fmt(d.lo, like=d.mean)}, {fmt(d.hi, like=d.mean)}]")
     if c.bold:
         text = f"**{text}**"
     verdict = "baseline" if arm == t.baseline else c.verdict

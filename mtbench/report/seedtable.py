@@ -215,12 +215,23 @@ def _mark_winner(cells: dict[tuple[str, str], Cell], names: list[str], metric: s
 
 
 # --------------------------------------------------------------------------- output
-def fmt(x: float | None, digits: int = 4) -> str:
+def places(x: float | None, digits: int = 4) -> int:
+    """Decimal places that show ``x`` to ``digits`` significant digits above 10 (272.7, 17.23; an FID to 0.1), and
+    ``digits`` places below (0.9816, 3.3687)."""
+    if x is None or abs(x) < 10:
+        return digits
+    return max(0, digits - len(str(int(abs(x)))))
+
+
+def fmt(x: float | None, digits: int = 4, like: float | None = None) -> str:
+    """``x`` with the decimal places of ``like`` (a cell's mean, so that its sd, CI and difference read alike), or
+    of ``x`` itself; a nonzero number too small for those places in scientific notation."""
     if x is None:
         return "n/a"
-    if x != 0 and abs(x) < 10 ** -(digits - 1):
+    p = places(x if like is None else like, digits)
+    if x != 0 and abs(x) < 10 ** -(min(p, digits - 1)):
         return f"{x:.{digits - 1}e}"
-    return f"{x:.{digits}f}"
+    return f"{x:.{p}f}"
 
 
 def fmt_p(p: float | None) -> str:
@@ -248,13 +259,13 @@ def metric_table(t: SeedTable, metric: str) -> list[str]:
         if c is None:
             continue
         d = c.described
-        ms = f"{fmt(d.mean)} ± {fmt(d.sd)}"
-        ci = "n/a" if d.lo is None else f"[{fmt(d.lo)}, {fmt(d.hi)}]"
+        ms = f"{fmt(d.mean)} ± {fmt(d.sd, like=d.mean)}"
+        ci = "n/a" if d.lo is None else f"[{fmt(d.lo, like=d.mean)}, {fmt(d.hi, like=d.mean)}]"
         cmp = c.comparison
         base_row = arm.name == t.baseline
         out.append("| " + " | ".join([
             arm_label(arm, t), str(d.n), f"**{ms}**" if c.bold else ms, ci,
-            "baseline" if base_row else ("—" if cmp is None else ("+" if cmp.diff >= 0 else "-") + fmt(abs(cmp.diff))),
+            "baseline" if base_row else ("—" if cmp is None else ("+" if cmp.diff >= 0 else "-") + fmt(abs(cmp.diff), like=d.mean)),
             "" if base_row or cmp is None else (cmp.test or "— (n < 2)"), "" if base_row else fmt_p(c.p_holm),
             "" if base_row else (c.verdict or "—")]) + " |")
     return out + [""]

@@ -32,11 +32,11 @@ def test_one_row_per_arm_one_column_per_benchmark_with_ci_and_verdict(tmp_path, 
     mt = _row(text, "mtadam")
     assert mt[2] == f"**0.9200 [{0.92 - half:.4f}, {0.92 + half:.4f}]** better"
     # on b: mean 52, sd 4.2426 (n = 2, t_{.975,1} = 12.706): a tie with tuned's 51
-    assert mt[1].startswith("52.0000 [") and mt[1].endswith(" tie")
+    assert mt[1].startswith("52.00 [") and mt[1].endswith(" tie")  # a FID to 4 significant digits
     tuned = _row(text, "tuned (fixed, Hyperband)")
     assert tuned[1].endswith("baseline") and tuned[2].endswith("baseline")
     assert _row(text, "softadapt")[1] == "—"  # not in benchmark b
-    assert _row(text, "dwa")[1] == "60.0000 (n = 1)"  # one seed: no interval, no test
+    assert _row(text, "dwa")[1] == "60.00 (n = 1)"  # one seed: no interval, no test
     order = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ") and "---" not in line]
     assert order[1:] == ["tuned (fixed, Hyperband)", "softadapt", "mtadam", "dwa"]  # papers' arms first
     assert "[mnist/a](mnist/a/table.md)" in text and str(tmp_path) not in text

@@ -151,7 +151,7 @@ def test_bold_only_when_the_winners_ci_does_not_overlap_the_runner_ups(tmp_path)
     # runner-up 7.9, 8.0, 8.1: CI [7.752, 8.248] below 8.516: bold
     far = build(write_csv(tmp_path / "b" / "per_seed.csv", {"w": win, "r": by_seed(7.9, 8.0, 8.1)}))
     assert far.cells[("w", "acc")].bold and not far.cells[("r", "acc")].bold
-    assert "**11.0000 ± 1.0000**" in markdown(far)
+    assert "**11.00 ± 1.00**" in markdown(far)
     # lower is better: the smallest mean wins
     low = build(write_csv(tmp_path / "c" / "per_seed.csv", {"w": win, "r": by_seed(7.9, 8.0, 8.1)},
                           primary="nll", hib=False))
@@ -193,3 +193,13 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path, capsys):
     assert main([str(tmp_path / "other.csv")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "other.csv: not a per-seed CSV" in err
+
+
+def test_numbers_keep_four_significant_digits_above_ten():
+    from mtbench.report.seedtable import fmt
+
+    assert [fmt(272.7358), fmt(17.2349), fmt(1234.5), fmt(-45.678)] == ["272.7", "17.23", "1234", "-45.68"]
+    assert [fmt(0.98164), fmt(3.36871), fmt(0.00001234), fmt(None)] == ["0.9816", "3.3687", "1.234e-05", "n/a"]
+    # a cell's sd and CI take its mean's places: 272.7 ± 16.3 [232.2, 313.3], 0.9816 ± 0.0027
+    assert [fmt(16.334, like=272.7), fmt(232.16, like=272.7), fmt(0.00271, like=0.98)] == ["16.3", "232.2", "0.0027"]
+    assert fmt(0.04, like=272.7) == "4.000e-02"  # would read 0.0 at the mean's one place
