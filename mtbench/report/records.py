@@ -10,7 +10,8 @@ Columns (:data:`COLUMNS`, in this order; then the run's metrics and final weight
 
 ``arm``             short label of the table row (``[A-Za-z0-9_.+-]``): the method, or
                     ``tuned``, ``balanced``, ``softadapt_on_defaults``, ... (given by the script)
-``seed``            the run's seed (an integer >= 0); (arm, seed) is the row's key
+``seed``            the run's seed (an integer >= 0; 0 for a trivial baseline of ``mtbench trivial``,
+                    whose summary's seed is "n/a"); (arm, seed) is the row's key
 ``model``           ``summary.json``'s model (the ``model`` config choice)
 ``data``            the dataset's name: ``--data`` when given, else the ``data`` choice, made
                     exact where the choice is a generic loader (:func:`data_name`)
@@ -62,6 +63,7 @@ from mtbench.report.table import override_map
 from mtbench.rundir import RUN_CONFIG, read_summary
 from mtbench.utils import atomic_writer
 
+TRIVIAL_SEED = "n/a"  # the seed in a trivial baseline's summary (mtbench.trivial.SEED)
 COLUMNS = ("arm", "seed", "model", "data", "method", "settings", "primary_metric", "higher_is_better", "wall_time_s",
            "steps", "threads", "deterministic", "device", "torch", "git_commit", "git_dirty", "command")
 METRIC, WEIGHT = "metric.", "weight."
@@ -172,8 +174,11 @@ def run_row(run_dir: PathLike, arm: str, data: str | None = None, base: PathLike
     run = load_run(d)  # untrusted: safe JSON/YAML, type-checked, ValueError naming the file
     summary = read_summary(d)
     f = d / "summary.json"
-    if isinstance(run.seed, bool) or not isinstance(run.seed, int) or run.seed < 0:
-        raise RecordError(f"{f}: 'seed' must be an integer >= 0, got {run.seed!r:.40}")
+    seed = run.seed
+    if seed == TRIVIAL_SEED and isinstance(summary.get("trivial"), dict) and summary.get("steps") == 0:
+        seed = 0  # a trivial baseline (mtbench trivial) draws nothing at random: its one row is seed 0
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise RecordError(f"{f}: 'seed' must be an integer >= 0, got {seed!r:.40}")
     ry = _run_yaml(d)
     threads = summary.get("threads", _get(ry, "config", "device", "threads"))
     deterministic = summary.get("deterministic", _get(ry, "config", "device", "deterministic"))
@@ -183,7 +188,7 @@ def run_row(run_dir: PathLike, arm: str, data: str | None = None, base: PathLike
     command = summary.get("command")
     base = Path(base).resolve()
     row = {
-        "arm": arm, "seed": str(run.seed), "model": run.model,
+        "arm": arm, "seed": str(seed), "model": run.model,
         "data": data or data_name(run.data, ry), "method": run.method, "settings": settings_of(run.overrides),
         "primary_metric": run.primary_metric or "", "higher_is_better": _flag(run.higher_is_better),
         "wall_time_s": _num(run.wall_time_s), "steps": _num(summary.get("steps")),

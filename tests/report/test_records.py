@@ -149,3 +149,23 @@ def test_a_failed_write_leaves_the_csv_whole(runs, tmp_path, monkeypatch):
     with pytest.raises(OSError):
         append_rows(csv_path, [run_row(runs / "fixed_s1", "fixed")])
     assert csv_path.read_text() == before and [p.name for p in tmp_path.iterdir()] == ["per_seed.csv"]
+
+
+def test_a_trivial_baselines_one_row_is_seed_0_and_no_other_run_without_a_seed_is_recorded(runs, tmp_path):
+    # mtbench trivial writes seed "n/a" (nothing is random); scripts/reproduce_gans.sh records its row as seed 0
+    from mtbench import trivial
+
+    assert records.TRIVIAL_SEED == trivial.SEED
+    import shutil
+
+    run = tmp_path / "identity"
+    shutil.copytree(runs / "fixed_s0", run)
+    s = json.loads((run / "summary.json").read_text())
+    s.update(method="identity", seed=trivial.SEED, steps=0, final_weights={}, trivial={"kind": "identity"})
+    (run / "summary.json").write_text(json.dumps(s))
+    row = run_row(run, "identity")
+    assert row["seed"] == "0" and row["steps"] == "0" and row["method"] == "identity"
+    for bad in ({"trivial": None}, {"steps": 4}):  # "n/a" without being a trivial baseline: refused
+        (run / "summary.json").write_text(json.dumps({**s, **bad}))
+        with pytest.raises(RecordError, match="'seed' must be an integer >= 0, got 'n/a'"):
+            run_row(run, "identity")
