@@ -196,4 +196,24 @@ def versions() -> dict[str, str]:
 
     return {"mtbench": mtbench.__version__, "python": sys.version.split()[0], "torch": torch.__version__,
             "torchvision": torchvision.__version__, "hydra": hydra.__version__,
-            "cuda": str(torch.version.cuda), "platform": platform.platform()}
+            "cuda": str(torch.version.cuda), "platform": platform.platform(), "cpu": cpu_description()}
+
+
+def cpu_description() -> str:
+    """The CPU's model name and the vector instructions torch's CPU kernels use here (``AMD EPYC; torch AVX512``):
+    float results of a long run can differ between machines whose kernels differ (results/spot_checks.md)."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    model = model or platform.processor() or platform.machine()
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        capability = "unknown"
+    return f"{model}; torch {capability}"

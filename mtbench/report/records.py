@@ -25,8 +25,9 @@ Columns (:data:`COLUMNS`, in this order; then the run's metrics and final weight
                     ``run.yaml``'s ``device.threads`` (empty: torch's default, not recorded)
 ``deterministic``   ``summary.json``'s ``deterministic``, else ``run.yaml``'s
                     ``device.deterministic`` (empty: not recorded)
-``device``, ``torch``, ``git_commit``, ``git_dirty``   ``summary.json``'s device, versions.torch,
-                    code.git_commit and code.uncommitted_changes (empty when not recorded)
+``device``, ``torch``, ``git_commit``, ``git_dirty``   ``summary.json``'s device (a CPU with its model and
+                    torch's vector ISA, versions.cpu, where recorded: ``cpu (AMD EPYC; torch AVX512)``),
+                    versions.torch, code.git_commit and code.uncommitted_changes (empty when not recorded)
 ``command``         ``summary.json``'s ``command``, absolute paths made relative to the folder
                     the row is recorded from (the repository root in the scripts)
 ``metric.<name>``   every final metric (``summary.json``'s ``metrics``), full precision
@@ -161,6 +162,18 @@ def _flag(v: Any) -> str:
     return str(v).lower() if isinstance(v, bool) else ""
 
 
+def device_of(summary: dict) -> str:
+    """The device column: ``cpu (<model>; torch <ISA>)`` when the summary names its CPU (summaries from
+    2026-12-02 on; a CPU run's floats can differ between machines), else the summary's device as it is."""
+    device = summary.get("device")
+    if not isinstance(device, str):
+        return ""
+    cpu = _get(summary, "versions", "cpu")
+    if device == "cpu" and isinstance(cpu, str) and cpu and len(cpu) <= 200:
+        return f"cpu ({cpu})"
+    return device
+
+
 def run_row(run_dir: PathLike, arm: str, data: str | None = None, base: PathLike = ".") -> dict[str, str]:
     """One finished run directory as a per-seed row (strings; see the module doc for the columns).
 
@@ -193,7 +206,7 @@ def run_row(run_dir: PathLike, arm: str, data: str | None = None, base: PathLike
         "primary_metric": run.primary_metric or "", "higher_is_better": _flag(run.higher_is_better),
         "wall_time_s": _num(run.wall_time_s), "steps": _num(summary.get("steps")),
         "threads": _num(threads) if isinstance(threads, int) else "", "deterministic": _flag(deterministic),
-        "device": str(summary["device"]) if isinstance(summary.get("device"), str) else "",
+        "device": device_of(summary),
         "torch": torch_version if isinstance(torch_version, str) else "",
         "git_commit": commit if isinstance(commit, str) else "", "git_dirty": _flag(code.get("uncommitted_changes")),
         "command": relative(command, base) if isinstance(command, str) else "",

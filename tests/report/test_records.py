@@ -33,7 +33,9 @@ def test_a_run_as_one_flat_row(runs):
     assert float(row["metric.acc"]) == s["metrics"]["acc"] and float(row["metric.nll"]) == s["metrics"]["nll"]
     assert {k for k in row if k.startswith("weight.")} == {f"weight.term_{i}" for i in range(10)}
     assert row["steps"] == "4" and float(row["wall_time_s"]) == s["wall_time_s"]
-    assert row["torch"] == s["versions"]["torch"] and row["device"] == "cpu"
+    assert row["torch"] == s["versions"]["torch"]
+    # the CPU's model and torch's kernel ISA: a long CPU run's floats can differ between machines
+    assert row["device"] == f"cpu ({s['versions']['cpu']})" and "; torch " in row["device"]
     assert row["git_commit"] == (s.get("code") or {}).get("git_commit", "")
     assert row["command"] == s["command"] and row["command"].startswith("mtbench train ")
     # summary.json records the threads torch really used and whether deterministic algorithms were on
@@ -169,3 +171,13 @@ def test_a_trivial_baselines_one_row_is_seed_0_and_no_other_run_without_a_seed_i
         (run / "summary.json").write_text(json.dumps({**s, **bad}))
         with pytest.raises(RecordError, match="'seed' must be an integer >= 0, got 'n/a'"):
             run_row(run, "identity")
+
+
+def test_the_device_column_names_the_cpu_only_where_the_summary_does():
+    from mtbench.report.records import device_of
+
+    assert device_of({"device": "cpu", "versions": {"cpu": "AMD EPYC; torch AVX512"}}) == "cpu (AMD EPYC; torch AVX512)"
+    assert device_of({"device": "cpu", "versions": {"torch": "2.14.1"}}) == "cpu"  # summaries before 2026-12-02
+    assert device_of({"device": "cuda:0 (NVIDIA H200)", "versions": {"cpu": "x"}}) == "cuda:0 (NVIDIA H200)"
+    assert device_of({"device": "cpu", "versions": {"cpu": ["not", "a", "string"]}}) == "cpu"  # untrusted file
+    assert device_of({"device": 3}) == ""
