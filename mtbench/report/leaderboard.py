@@ -10,7 +10,10 @@ fixed); ``--arms`` chooses others (an arm without a ratio of its own takes its
 method's). In each benchmark the arms on the board are ranked by the mean of the
 primary metric over seeds (1 = best; equal means share the average rank); an arm's
 mean rank is over the benchmarks it is in. A benchmark with fewer than two arms on the
-board (one that has only begun) is left out with a note. Writes ``leaderboard.png`` (mean rank up,
+board (one that has only begun) is left out with a note. Benchmarks can rank different numbers of arms
+(SRGAN and CycleGAN run the papers' arms only): each benchmark's ranks are stretched linearly onto 1..N, N the
+most arms any benchmark ranks (``1 + (rank - 1) * (N - 1) / (n - 1)`` for a benchmark of n arms), so a last
+place counts as a last place everywhere and 1 stays the best; with equal n nothing changes. Writes ``leaderboard.png`` (mean rank up,
 1 at the top, against the ratio on a log axis; short labels, legend inside the axes)
 and ``leaderboard.csv`` (per arm: ratio, mean rank, benchmarks, the rank in each).
 """
@@ -92,6 +95,7 @@ def ranks(csvs: list[Path], ratios: dict[str, float], arms: list[str] | None = N
     arm_ratio: dict[str, float] = {}
     names = benchmark_names(csvs)
     ranked: list[str] = []
+    raw: dict[str, dict[str, float]] = {}  # benchmark -> arm -> rank among that benchmark's arms
     for path, name in zip(csvs, names):
         table = read_seed_csv(path)
         if not table.rows:
@@ -121,8 +125,11 @@ def ranks(csvs: list[Path], ratios: dict[str, float], arms: list[str] | None = N
         ranked.append(name)
         order = list(means)
         score = [-means[a] if hib == "true" else means[a] for a in order]
-        for a, rk in zip(order, rankdata(score, method="average")):
-            per.setdefault(a, {})[name] = float(rk)
+        raw[name] = dict(zip(order, (float(r) for r in rankdata(score, method="average"))))
+    n_max = max((len(by) for by in raw.values()), default=0)
+    for name, by in raw.items():  # stretched onto 1..n_max: a last place is a last place in every benchmark
+        for a, rk in by.items():
+            per.setdefault(a, {})[name] = 1 + (rk - 1) * (n_max - 1) / (len(by) - 1)
     recs = []
     for a, by in per.items():
         recs.append({"arm": a, "label": SHORT.get(a, a), "ratio": arm_ratio[a],
@@ -131,6 +138,7 @@ def ranks(csvs: list[Path], ratios: dict[str, float], arms: list[str] | None = N
     df = pd.DataFrame.from_records(recs)
     df = df.sort_values(["mean_rank", "arm"]).reset_index(drop=True) if len(df) else df
     df.attrs["benchmarks"] = ranked  # the benchmarks with two or more arms on the board
+    df.attrs["n_max"] = n_max if len({len(by) for by in raw.values()}) > 1 else None  # set when ranks were stretched
     return df
 
 

@@ -112,3 +112,17 @@ def test_point_names_do_not_overlap_where_the_points_crowd(tmp_path):
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:
             assert not a.overlaps(b), (a, b)
+
+
+def test_a_benchmark_with_fewer_arms_is_stretched_to_the_full_range(benchmarks):
+    # c ranks two arms (as SRGAN ranks the papers' arms only): mtadam 1st, fixed 2nd = last of 2. Stretched onto
+    # 1..4 (a and b rank four arms) fixed's last place counts 4, not 2: (2.5 + 2 + 4) / 3, mtadam (1 + 3 + 1) / 3
+    write_csv(benchmarks / "res" / "c" / "per_seed.csv", {"fixed": by_seed(30.0, 31.0), "mtadam": by_seed(20.0, 20.0)},
+              primary="fid", hib=False)
+    csvs = sorted((benchmarks / "res").rglob("per_seed.csv"))
+    df = ranks(csvs, read_ratios(benchmarks / "bench_methods.md")).set_index("arm")
+    assert df.loc[:, "rank:c"].dropna().to_dict() == {"mtadam": 1.0, "fixed": 4.0}
+    assert df.loc["fixed", "mean_rank"] == pytest.approx(8.5 / 3) and df.loc["mtadam", "mean_rank"] == pytest.approx(5 / 3)
+    assert df.loc["softadapt", "mean_rank"] == 2.5 and df.loc["softadapt", "benchmarks"] == 2  # not in c
+    assert df.attrs["n_max"] == 4
+    assert ranks(csvs[:2], read_ratios(benchmarks / "bench_methods.md")).attrs["n_max"] is None  # nothing stretched
