@@ -14,8 +14,8 @@ board (one that has only begun) is left out with a note. Benchmarks can rank dif
 (SRGAN and CycleGAN run the papers' arms only): each benchmark's ranks are stretched linearly onto 1..N, N the
 most arms any benchmark ranks (``1 + (rank - 1) * (N - 1) / (n - 1)`` for a benchmark of n arms), so a last
 place counts as a last place everywhere and 1 stays the best; with equal n nothing changes.
-Writes ``leaderboard.png`` (mean rank up, 1 at the top, against the ratio on a log axis; short labels, legend inside the axes)
-and ``leaderboard.csv`` (per arm: ratio, mean rank, benchmarks, the rank in each).
+Writes ``leaderboard.png`` (mean rank up, 1 at the top, against the ratio on a log axis; short labels,
+legend inside the axes) and ``leaderboard.csv`` (per arm: ratio, mean rank, benchmarks, the rank in each).
 """
 
 from __future__ import annotations
