@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 ARGS   ?=
 # the benchmarks the leaderboard ranks: those with every arm recorded (a half-run benchmark would rank a few arms
 # as if they were all); results/README.md's status table says which are complete
-BOARD  ?= results/gans/pix2pix results/mnist
+BOARD  ?= results/gans/pix2pix results/gans/srgan results/mnist
 
 .DEFAULT_GOAL := help
 .PHONY: help env train test test-fast bench results clean

@@ -210,11 +210,13 @@ def plot(df: pd.DataFrame, path: Path, n_benchmarks: int) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     lo, hi = df["ratio"].min(), df["ratio"].max()
-    ax.set_xlim(lo / 1.6, hi * 1.6)
+    ax.set_xlim(lo / 1.6, hi * 2.8)  # room on the right for the legend, clear of the points and their names
     top = max(df["mean_rank"].max(), 1.0)
     ax.set_ylim(top + 0.5, 0.5)  # rank 1 (best) at the top
     ax.set_xlabel("step time / fixed's step time (log scale)")
-    ax.set_ylabel("mean rank over benchmarks (1 = best)")
+    n_max = df.attrs.get("n_max")  # set when a benchmark's ranks were stretched onto 1..n_max
+    stretched = f"\n(each benchmark stretched to 1..{n_max})" if n_max else ""
+    ax.set_ylabel("mean rank over benchmarks (1 = best)" + stretched)
     ax.set_title(f"Mean rank over {n_benchmarks} benchmark{'s' if n_benchmarks != 1 else ''} vs step time",
                  fontsize="medium")
     ax.grid(True, which="both", alpha=0.3)
