@@ -20,7 +20,9 @@ wall time, threads). The rules, stated under every table:
 * **= defaults**: a baseline arm whose final weights equal those of the defaults arm
   (default ``fixed``) says so in its row.
 
-Metrics with the same value in every run (an image count) are listed, not tabled.
+Metrics with the same value in every run (an image count) are listed, not tabled. A metric equal to an
+earlier one in every run (one number under two names: SRGAN's ``psnr`` is its first evaluation folder's
+``bsd68_val/psnr``) is named beside it, not tabled or tested again: a duplicate would only enlarge Holm's family.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ class SeedTable:
     metrics: list[str]
     cells: dict[tuple[str, str], Cell]
     constant: dict[str, float] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)  # metric -> the tabled metric it equals in every run
     notes: list[str] = field(default_factory=list)
     alpha: float = ALPHA
 
@@ -150,16 +153,19 @@ def build(path: str | Path, baseline: str = "tuned", defaults: str = "fixed", al
     data = sorted({r["data"] for r in table.rows})
     names = list(dict.fromkeys(r["arm"] for r in table.rows))
     by_arm = {a: [r for r in table.rows if r["arm"] == a] for a in names}
-    metrics, constant = [], {}
+    metrics, constant, aliases, columns = [], {}, {}, {}
     for m in [primary, *[x for x in table.metrics if x != primary]]:
-        vals = [number(r.get(METRIC + m, "")) for r in table.rows]
-        vals = [v for v in vals if v is not None]
+        column = tuple(number(r.get(METRIC + m, "")) for r in table.rows)
+        vals = [v for v in column if v is not None]
         if not vals:
             continue
         if len(set(vals)) == 1 and len(vals) > 1 and m != primary:
             constant[m] = vals[0]
+        elif column in columns:  # the same numbers as a tabled metric, row for row
+            aliases[m] = columns[column]
         else:
             metrics.append(m)
+            columns[column] = m
     if primary not in table.metrics:
         raise RecordError(f"{path}: no metric.{primary} column (the primary metric)")
     arms = []
@@ -199,7 +205,7 @@ def build(path: str | Path, baseline: str = "tuned", defaults: str = "fixed", al
         _mark_winner(cells, names, m, direction(m, primary, hib))
     return SeedTable(source=Path(path).name, model=", ".join(models), data=", ".join(data), primary=primary,
                      higher_is_better=hib, baseline=base, defaults=defaults, arms=arms, metrics=metrics,
-                     cells=cells, constant=constant, notes=notes, alpha=alpha)
+                     cells=cells, constant=constant, aliases=aliases, notes=notes, alpha=alpha)
 
 
 def _mark_winner(cells: dict[tuple[str, str], Cell], names: list[str], metric: str, hi: bool | None) -> None:
@@ -296,6 +302,9 @@ def markdown(t: SeedTable) -> str:
     out += arms_table(t)
     if t.constant:
         out += ["Constant in every run: " + ", ".join(f"{k} = {v:g}" for k, v in t.constant.items()), ""]
+    if t.aliases:
+        out += ["The same numbers as a tabled metric in every run (not tabled or tested again): "
+                + ", ".join(f"{k} = {v}" for k, v in t.aliases.items()), ""]
     out += [f"- {n}" for n in t.notes] + ([""] if t.notes else [])
     return "\n".join(out).rstrip() + "\n"
 

@@ -164,11 +164,23 @@ def test_bold_only_when_the_winners_ci_does_not_overlap_the_runner_ups(tmp_path)
 def test_holm_family_is_the_whole_table(tmp_path):
     base = by_seed(1.0, 2.0, 3.0)
     x = by_seed(1.5, 2.7, 3.4)
-    extra = {"ssim": {"tuned": base, "x": x}}  # the same numbers on a second metric: two comparisons in the family
+    # a second metric with twice the numbers (the same t and p): two comparisons in the family
+    extra = {"ssim": {"tuned": {k: 2 * v for k, v in base.items()}, "x": {k: 2 * v for k, v in x.items()}}}
     t = build(write_csv(tmp_path / "per_seed.csv", {"tuned": base, "x": x}, extra=extra))
     p = t2_p(256 / 7)
     assert t.cells[("x", "acc")].p_holm == pytest.approx(2 * p, rel=1e-6)
     assert t.cells[("x", "ssim")].p_holm == pytest.approx(2 * p, rel=1e-6)
+
+
+def test_a_metric_equal_to_another_in_every_run_is_named_not_tested_again(tmp_path):
+    # SRGAN records its validation PSNR twice (psnr and bsd68_val/psnr): one number must not count twice in Holm
+    base, x = by_seed(1.0, 2.0, 3.0), by_seed(1.5, 2.7, 3.4)
+    extra = {"val/acc": {"tuned": base, "x": x}, "ssim": {"tuned": by_seed(5, 6, 7), "x": by_seed(5.1, 6.3, 7.2)}}
+    t = build(write_csv(tmp_path / "per_seed.csv", {"tuned": base, "x": x}, extra=extra))
+    assert t.metrics == ["acc", "ssim"] and t.aliases == {"val/acc": "acc"}
+    assert t.cells[("x", "acc")].p_holm == pytest.approx(2 * t2_p(256 / 7), rel=1e-6)  # a family of 2, not 3
+    assert ("x", "val/acc") not in t.cells
+    assert "not tabled or tested again): val/acc = acc" in markdown(t)
 
 
 def test_make_tables_writes_beside_the_csv_without_absolute_paths(tmp_path, capsys):
