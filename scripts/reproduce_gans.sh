@@ -80,8 +80,8 @@ for model in $MODELS; do
               DATA_NAME=people_contours ;;
     cyclegan) ARGS=(experiment=cyclegan_people_contours "data.root=$ROOT/data/people_contours/unpaired"); MAXR=1600
               DATA_NAME=people_contours ;;
-    srgan)    SR_DATA=("data.train_root=$SR/bsd68_train"
-                       "data.eval_roots=[$SR/bsd68_val,$(realpath "$DATA_ROOT/sr/Set5"),$(realpath "$DATA_ROOT/sr/Set14")]")
+    srgan)    # Set5 and Set14 as DATA_ROOT gives them (relative to the repository root): no machine path in the report
+              SR_DATA=("data.train_root=$SR/bsd68_train" "data.eval_roots=[$SR/bsd68_val,$DATA_ROOT/sr/Set5,$DATA_ROOT/sr/Set14]")
               # the SRGAN paper's SRResNet-MSE pre-training, once; resumed if interrupted, skipped when finished
               SRRESNET="$ROOT/srgan/srresnet" DATA_NAME=bsd68
               arms=(fixed softadapt softadapt_normalized softadapt_loss_weighted mtadam)
