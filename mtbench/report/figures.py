@@ -112,9 +112,16 @@ def _legend(ax, n: int, title: str) -> None:
     if max(len(lb) for lb in labels) <= 32:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", title=title,
                   title_fontsize="small", ncol=1 if n <= 16 else 2, frameon=False, borderaxespad=0.0)
-    else:
-        ax.legend([*handles], [_wrap(lb, 60) for lb in labels], loc="upper center", bbox_to_anchor=(0.5, -0.14),
-                  fontsize="small", title=title, title_fontsize="small", ncol=2 if n > 3 else 1, frameon=False)
+    else:  # below the x label (constrained layout keeps it clear of it), the figure taller by the legend's rows
+        ncol = 2 if n > 3 else 1
+        labels = [_wrap(lb, 60) for lb in labels]
+        fig = ax.figure
+        width, height = fig.get_size_inches()
+        per = math.ceil(len(labels) / ncol)  # matplotlib fills the first column first
+        rows = max(sum(lb.count("\n") + 1 for lb in labels[i:i + per]) for i in range(0, len(labels), per))
+        fig.set_size_inches(width, height + 0.2 * max(0, rows - 4))
+        fig.legend([*handles], labels, loc="outside lower center", fontsize="small", title=title,
+                   title_fontsize="small", ncol=ncol, frameon=False)
 
 
 def _linestyle(i: int) -> str:

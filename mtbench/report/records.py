@@ -57,11 +57,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mtbench.report.runs import PathLike, load_run
+from mtbench.report.runs import PathLike, data_name, load_run, run_yaml, yaml_get  # noqa: F401 (data_name: API)
 from mtbench.report.table import override_map
-from mtbench.rundir import RUN_CONFIG, read_summary
+from mtbench.rundir import read_summary
 from mtbench.utils import atomic_writer
 
 TRIVIAL_SEED = "n/a"  # the seed in a trivial baseline's summary (mtbench.trivial.SEED)
@@ -69,8 +67,6 @@ COLUMNS = ("arm", "seed", "model", "data", "method", "settings", "primary_metric
            "steps", "threads", "deterministic", "device", "torch", "git_commit", "git_dirty", "command")
 METRIC, WEIGHT = "metric.", "weight."
 ARM_RE = re.compile(r"[A-Za-z0-9_.+-]+")
-# data choices that load a folder: the dataset is named by the experiment (pix2pix_people_contours -> people_contours)
-FOLDER_LOADERS = ("facades", "cyclegan_unaligned", "sr_folder")
 
 
 class RecordError(ValueError):
@@ -126,38 +122,6 @@ def settings_of(overrides: Sequence[str]) -> str:
     return ";".join(f"{k}={kept[k]}" for k in sorted(kept))
 
 
-def _run_yaml(run_dir: Path) -> dict[str, Any]:
-    f = run_dir / RUN_CONFIG
-    if not f.is_file():
-        return {}
-    try:
-        got = yaml.safe_load(f.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:
-        raise RecordError(f"{f}: cannot read it: {' '.join(str(err).split())[:200]}") from None
-    return got if isinstance(got, dict) else {}
-
-
-def _get(d: Any, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(k)
-    return d
-
-
-def data_name(choice: str, run_yaml: dict[str, Any]) -> str:
-    """The dataset's name: ``mnist`` with ``data.subset=t10k`` is ``mnist_t10k``; a folder loader
-    (facades, cyclegan_unaligned, sr_folder) is named by its experiment (``pix2pix_people_contours``
-    -> ``people_contours``, ``srgan_bsd68`` -> ``bsd68``); else the ``data`` choice itself."""
-    subset = _get(run_yaml, "config", "data", "subset")
-    if choice == "mnist" and isinstance(subset, str) and subset != "full":
-        return f"mnist_{subset}"
-    experiment = _get(run_yaml, "choices", "experiment")
-    if choice in FOLDER_LOADERS and isinstance(experiment, str) and "_" in experiment:
-        return experiment.split("_", 1)[1]
-    return choice
-
-
 def _flag(v: Any) -> str:
     return str(v).lower() if isinstance(v, bool) else ""
 
@@ -168,7 +132,7 @@ def device_of(summary: dict) -> str:
     device = summary.get("device")
     if not isinstance(device, str):
         return ""
-    cpu = _get(summary, "versions", "cpu")
+    cpu = yaml_get(summary, "versions", "cpu")
     if device == "cpu" and isinstance(cpu, str) and cpu and len(cpu) <= 200:
         return f"cpu ({cpu})"
     return device
@@ -192,17 +156,17 @@ def run_row(run_dir: PathLike, arm: str, data: str | None = None, base: PathLike
         seed = 0  # a trivial baseline (mtbench trivial) draws nothing at random: its one row is seed 0
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise RecordError(f"{f}: 'seed' must be an integer >= 0, got {seed!r:.40}")
-    ry = _run_yaml(d)
-    threads = summary.get("threads", _get(ry, "config", "device", "threads"))
-    deterministic = summary.get("deterministic", _get(ry, "config", "device", "deterministic"))
+    ry = run_yaml(d)
+    threads = summary.get("threads", yaml_get(ry, "config", "device", "threads"))
+    deterministic = summary.get("deterministic", yaml_get(ry, "config", "device", "deterministic"))
     code = summary.get("code") if isinstance(summary.get("code"), dict) else {}
     commit = code.get("git_commit")
-    torch_version = _get(summary, "versions", "torch")
+    torch_version = yaml_get(summary, "versions", "torch")
     command = summary.get("command")
     base = Path(base).resolve()
     row = {
         "arm": arm, "seed": str(seed), "model": run.model,
-        "data": data or data_name(run.data, ry), "method": run.method, "settings": settings_of(run.overrides),
+        "data": data or run.data, "method": run.method, "settings": settings_of(run.overrides),
         "primary_metric": run.primary_metric or "", "higher_is_better": _flag(run.higher_is_better),
         "wall_time_s": _num(run.wall_time_s), "steps": _num(summary.get("steps")),
         "threads": _num(threads) if isinstance(threads, int) else "", "deterministic": _flag(deterministic),

@@ -26,9 +26,11 @@ from typing import Any
 
 import yaml
 
-from mtbench.rundir import CHECKPOINT, METRICS, SUMMARY, read_summary  # the run-directory contract
+from mtbench.rundir import CHECKPOINT, METRICS, RUN_CONFIG, SUMMARY, read_summary  # the run-directory contract
 
 PathLike = str | os.PathLike
+# data choices that load a folder: the dataset is named by the experiment (pix2pix_people_contours -> people_contours)
+FOLDER_LOADERS = ("facades", "cyclegan_unaligned", "sr_folder")
 
 
 class RunDirs(list):
@@ -56,12 +58,15 @@ class Run:
     ``eval/<metric>``, ...); ``terms``: the loss-term names (those with a logged weight, else
     the final weights'); ``overrides``: the command-line overrides (the summary's, else
     ``.hydra/overrides.yaml``); ``bad_lines``: unreadable lines of ``metrics.jsonl`` skipped.
+    ``data`` names the dataset (:func:`data_name`: ``people_contours``, ``mnist_t10k``); ``loader``
+    is the run's ``data`` config choice (``facades``, ``mnist``), which a tune baseline file names.
     """
 
     run_dir: Path
     model: str
     data: str
     method: str
+    loader: str | None = None
     seed: Any = None
     metrics: dict[str, float | None] = field(default_factory=dict)
     primary_metric: str | None = None
@@ -192,6 +197,48 @@ def _read_overrides(run_dir: Path) -> list[str]:
     return [str(o) for o in got]
 
 
+def run_yaml(run_dir: Path) -> dict[str, Any]:
+    """The run's ``run.yaml`` (its resolved config and config choices) as a dict; {} when there is none;
+    ``ValueError`` naming the file when it cannot be read."""
+    f = run_dir / RUN_CONFIG
+    if not f.is_file():
+        return {}
+    try:
+        got = yaml.safe_load(f.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:
+        raise ValueError(f"{f}: cannot read it: {' '.join(str(err).split())[:200]}") from None
+    return got if isinstance(got, dict) else {}
+
+
+def yaml_get(d: Any, *keys: str) -> Any:
+    """``d[k1][k2]...``; None where a level is missing or not a mapping."""
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def data_name(choice: str, config: dict[str, Any], overrides: list[str] = ()) -> str:
+    """The dataset's name from the ``data`` choice and the run's ``run.yaml`` (``config``): ``mnist`` with
+    ``data.subset=t10k`` is ``mnist_t10k``; a folder loader (facades, cyclegan_unaligned, sr_folder) is named
+    by its experiment (``pix2pix_people_contours`` -> ``people_contours``, ``srgan_bsd68`` -> ``bsd68``; not a
+    ``*_paper`` experiment, whose folder is the loader's own dataset); else the ``data`` choice itself. The
+    experiment is run.yaml's choice, else an ``experiment=`` of ``overrides`` (``mtbench trivial`` writes no
+    run.yaml)."""
+    subset = yaml_get(config, "config", "data", "subset")
+    if choice == "mnist" and isinstance(subset, str) and subset != "full":
+        return f"mnist_{subset}"
+    experiment = yaml_get(config, "choices", "experiment")
+    if experiment is None:
+        experiment = next((o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")), None)
+    if choice in FOLDER_LOADERS and isinstance(experiment, str) and "_" in experiment:
+        name = experiment.split("_", 1)[1]
+        if name != "paper" and name.replace("_", "").isalnum():
+            return name
+    return choice
+
+
 def _name(summary: dict, key: str, f: Path, default: str | None = None) -> str:
     v = summary.get(key, default)
     if v is None or isinstance(v, (dict, list, bool)):
@@ -221,7 +268,9 @@ def load_run(run_dir: PathLike) -> Run:
     terms = [k.split("/", 1)[1] for k in series if k.startswith("weight/")]
     final_weights = {str(k): float(v) for k, v in weights.items() if _is_number(v)} if isinstance(weights, dict) else {}
     wall = summary.get("wall_time_s")
-    return Run(run_dir=d, model=_name(summary, "model", f), data=_name(summary, "data", f, "?"),
+    loader = _name(summary, "data", f, "?")
+    return Run(run_dir=d, model=_name(summary, "model", f), data=data_name(loader, run_yaml(d), overrides),
+               loader=loader,
                method=_name(summary, "method", f), seed=seed,
                metrics={str(k): float(v) if _is_number(v) else None for k, v in summary["metrics"].items()},
                primary_metric=None if primary is None or isinstance(primary, (dict, list)) else str(primary),

@@ -236,8 +236,9 @@ def build_rows(runs: list[Run], baselines: list[Baseline] = ()) -> list[Row]:
         names = _metric_order(g, primary)
         common, varying = _group_settings(g)
         rows += _method_rows(model, data, g, names, primary, hib, common, varying)
+        names_of_data = {data} | {r.loader for r in g if r.loader}  # a tune file names the loader (facades)
         for i, b in enumerate(baselines):
-            if (b.model is not None and b.model != model) or (b.data is not None and b.data != data):
+            if (b.model is not None and b.model != model) or (b.data is not None and b.data not in names_of_data):
                 continue
             values = dict(b.metrics)
             if b.score is not None:

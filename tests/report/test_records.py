@@ -72,6 +72,9 @@ def test_data_names():
     assert data_name("facades", {"choices": {"experiment": "pix2pix_people_contours"}}) == "people_contours"
     assert data_name("sr_folder", {"choices": {"experiment": "srgan_bsd68"}}) == "bsd68"
     assert data_name("mnist5k", {}) == "mnist5k"
+    assert data_name("facades", {"choices": {"experiment": "pix2pix_paper"}}) == "facades"  # the loader's own data
+    assert data_name("facades", {"choices": {"experiment": "x_../etc"}}) == "facades"  # never a path in a file name
+    assert data_name("facades", {}, ["seed=0", "experiment=pix2pix_people_contours"]) == "people_contours"  # trivial
 
 
 def test_append_is_idempotent_and_keeps_every_row(runs, tmp_path, capsys):

@@ -181,3 +181,24 @@ def test_figures_name_rows_by_rule_or_by_what_tells_them_from_the_same_methods_r
     assert err == ("error: --label 'tuned=method.weights': expected NAME:KEY=VALUE, e.g. "
                    "tuned:method.weights=baseline")
     assert not (tmp_path / "rep3").exists()
+
+
+def test_a_folder_loader_table_is_named_by_its_dataset_and_keeps_its_tune_baseline(tmp_path):
+    """Runs of the generic cyclegan_unaligned loader are tabled under the experiment's dataset (people_contours),
+    apart from runs of the same loader on another dataset; a tune file naming the loader still joins the table."""
+    for name, experiment, fid in (("pc0", "cyclegan_people_contours", 80.0), ("pc1", "cyclegan_people_contours", 90.0),
+                                  ("paper", "cyclegan_paper", 50.0)):
+        d = tmp_path / "runs" / name
+        _gan_summary(d, "fixed", {"fid": fid}, seed=int(name[-1]) if name[-1].isdigit() else 0)
+        s = json.loads((d / "summary.json").read_text())
+        (d / "summary.json").write_text(json.dumps({**s, "data": "cyclegan_unaligned"}))
+        (d / "run.yaml").write_text(f"choices:\n  experiment: {experiment}\n  data: cyclegan_unaligned\n")
+    res = make_report([tmp_path / "runs"], tmp_path / "rep", baseline={
+        "method": "tuned", "model": "cyclegan", "data": "cyclegan_unaligned", "score": 70.0})
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "## cyclegan / people_contours" in md and "## cyclegan / cyclegan_unaligned" in md
+    assert "facades" not in md and "## cyclegan / paper" not in md
+    by_table = {(r.data, r.label): r for r in res["rows"]}
+    assert by_table[("people_contours", "fixed")].metrics["fid"].mean == 85.0  # the two seeds, not the paper run
+    assert by_table[("cyclegan_unaligned", "fixed")].metrics["fid"].mean == 50.0
+    assert by_table[("people_contours", "tuned (baseline)")].metrics["fid"].mean == 70.0
