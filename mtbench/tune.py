@@ -47,7 +47,9 @@ trial in training writes its checkpoint, is FAIL in the study and marked
 ``interrupted``. Every run first FAILs the RUNNING trials left by a dead
 worker process of this host, then enqueues again the interrupted trials
 (each time) and the other failed enqueued trials (once), then the default
-weights unless a trial already has them (:func:`prepare_queue`). Each trial
+weights unless a trial already has them (:func:`prepare_queue`); its sampler's
+seed is offset by the trials already in the study (:func:`sampler_seed`), so it
+draws new weights instead of replaying the first run's draws. Each trial
 trains in its own ``trial_<number>`` folder and the final run in
 ``final_best_weights``, created atomically (``_2``, ``_3``... when another
 run shares the output folder). A storage Optuna cannot open, a journal that
@@ -210,6 +212,24 @@ def _mark_interrupted(study, trial, why: dict[str, Any]) -> bool:
     except (UpdateFinishedTrialError, ValueError, RuntimeError):
         return False
     return True
+
+
+def sampler_seed(seed: int, worker: int, earlier_trials: int) -> int:
+    """The sampler's seed: ``seed * 1000 + worker`` for a new study; a run that continues a study with
+    ``earlier_trials`` trials offsets it by their count, so that it does not replay the random draws of the
+    run that began the study (a rerun after an interrupt would otherwise train those weights again)."""
+    return seed * 1000 + worker + 1_000_003 * earlier_trials
+
+
+def make_sampler(t: DictConfig, earlier_trials: int):
+    """TPE (``tune.sampler=tpe``, its first ``n_startup_trials`` drawn at random) or random search, seeded by
+    :func:`sampler_seed`."""
+    import optuna
+
+    seed = sampler_seed(int(t.seed), int(t.worker), earlier_trials)
+    if t.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=t.n_startup_trials)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def fail_orphaned_trials(study) -> list[int]:
@@ -469,16 +489,13 @@ def _tune(cfg: DictConfig, out: Path | None, progress: _Progress) -> dict[str, A
     steps_per_unit = 1 if t.resource == "steps" else exp.steps_per_epoch
     del exp
 
-    sampler_seed = int(t.seed) * 1000 + int(t.worker)
-    sampler = (optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=t.n_startup_trials)
-               if t.sampler == "tpe"
-               else optuna.samplers.RandomSampler(seed=sampler_seed))
     pruner = optuna.pruners.HyperbandPruner(min_resource=t.min_resource, max_resource=t.max_resource,
                                             reduction_factor=t.reduction_factor)
     no_prune_from = top_rung(t.min_resource, t.max_resource, t.reduction_factor)
-    study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler,
+    study = optuna.create_study(study_name=study_name, storage=storage, sampler=optuna.samplers.RandomSampler(),
                                 pruner=pruner, direction="maximize" if higher else "minimize",
                                 load_if_exists=True)
+    study.sampler = make_sampler(t, len(study.get_trials(deepcopy=False)))
     progress.study, progress.study_name, progress.storage, progress.phase = study, study_name, storage_id, "trials"
 
     def trial_cfg(weights: dict[str, float], max_units: int, eval_split: str) -> DictConfig:

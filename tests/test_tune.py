@@ -190,3 +190,24 @@ def test_a_best_weight_at_a_bound_is_warned_about_and_recorded(tmp_path, caplog)
     saved = yaml.safe_load((tmp_path / "bl" / "mnist-mnist5k.yaml").read_text())
     assert saved["at_bound"] == {"term_1": "upper", "term_2": "lower"}
     assert "term_1 at the upper bound" in format_record(record)
+
+
+def test_a_rerun_that_continues_a_study_draws_new_weights(tmp_path):
+    """Two runs of one trial each on one study (random draws, no enqueued defaults): the second continues the
+    study with a seed offset by the trial already there, so it does not train the first run's weights again."""
+    from mtbench.tune import sampler_seed
+
+    common = ["tune.n_trials=1", "tune.min_resource=2", "tune.max_resource=2", "tune.final_run=false",
+              "tune.enqueue_defaults=false", f"tune.storage={tmp_path / 's.journal'}",
+              f"baselines_dir={tmp_path / 'bl'}", *TINY]
+    import optuna
+
+    for k in range(2):
+        tune(compose_cfg(common, config_name="tune"), out=tmp_path / f"o{k}")
+    storage = make_storage(str(tmp_path / "s.journal"))
+    (name,) = optuna.get_all_study_names(storage=storage)
+    study = optuna.load_study(study_name=name, storage=storage)
+    first, second = (t.params for t in study.get_trials())
+    assert set(first) == set(second) and all(first[k] != second[k] for k in first)
+    assert sampler_seed(0, 0, 0) == 0 and sampler_seed(2, 1, 0) == 2001  # a new study: seed * 1000 + worker
+    assert sampler_seed(0, 0, 1) != sampler_seed(0, 1, 0) and sampler_seed(0, 0, 3) != sampler_seed(0, 0, 0)
