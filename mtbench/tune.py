@@ -495,7 +495,7 @@ def _tune(cfg: DictConfig, out: Path | None, progress: _Progress) -> dict[str, A
     study = optuna.create_study(study_name=study_name, storage=storage, sampler=optuna.samplers.RandomSampler(),
                                 pruner=pruner, direction="maximize" if higher else "minimize",
                                 load_if_exists=True)
-    study.sampler = make_sampler(t, len(study.get_trials(deepcopy=False)))
+    study.sampler = make_sampler(t, len(study.get_trials(deepcopy=False)))  # its seed needs the study's trial count
     progress.study, progress.study_name, progress.storage, progress.phase = study, study_name, storage_id, "trials"
 
     def trial_cfg(weights: dict[str, float], max_units: int, eval_split: str) -> DictConfig:

@@ -14,7 +14,7 @@ Columns (:data:`COLUMNS`, in this order; then the run's metrics and final weight
                     whose summary's seed is "n/a"); (arm, seed) is the row's key
 ``model``           ``summary.json``'s model (the ``model`` config choice)
 ``data``            the dataset's name: ``--data`` when given, else the ``data`` choice, made
-                    exact where the choice is a generic loader (:func:`data_name`)
+                    exact where the choice is a generic loader (:func:`mtbench.report.runs.data_name`)
 ``method``          the ``method`` config choice
 ``settings``        the overrides that tell arms apart: the run's own, less seed, model, data,
                     method, hydra, logging and thread keys and every path-valued one (data
@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtbench.report.runs import PathLike, data_name, load_run, run_yaml, yaml_get  # noqa: F401 (data_name: API)
+from mtbench.report.runs import PathLike, load_run, run_yaml, yaml_get
 from mtbench.report.table import override_map
 from mtbench.rundir import read_summary
 from mtbench.utils import atomic_writer
@@ -141,7 +141,7 @@ def device_of(summary: dict) -> str:
 def run_row(run_dir: PathLike, arm: str, data: str | None = None, base: PathLike = ".") -> dict[str, str]:
     """One finished run directory as a per-seed row (strings; see the module doc for the columns).
 
-    ``arm`` labels the table row; ``data`` names the dataset (default :func:`data_name`); absolute
+    ``arm`` labels the table row; ``data`` names the dataset (default the run's, :func:`mtbench.report.runs.data_name`); absolute
     paths in the command are made relative to ``base``. ``RecordError``/``ValueError`` naming
     the file for a run that is not a finished run or has no integer seed.
     """

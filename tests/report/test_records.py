@@ -8,11 +8,11 @@ import pytest
 from tiny_runs import copy_run, runs, summaries  # noqa: F401 - runs is a fixture
 
 from mtbench.report import records
+from mtbench.report.runs import data_name
 from mtbench.report.records import (
     COLUMNS,
     RecordError,
     append_rows,
-    data_name,
     main,
     read_seed_csv,
     relative,
