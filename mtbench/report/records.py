@@ -141,9 +141,10 @@ def device_of(summary: dict) -> str:
 def run_row(run_dir: PathLike, arm: str, data: str | None = None, base: PathLike = ".") -> dict[str, str]:
     """One finished run directory as a per-seed row (strings; see the module doc for the columns).
 
-    ``arm`` labels the table row; ``data`` names the dataset (default the run's, :func:`mtbench.report.runs.data_name`); absolute
-    paths in the command are made relative to ``base``. ``RecordError``/``ValueError`` naming
-    the file for a run that is not a finished run or has no integer seed.
+    ``arm`` labels the table row; ``data`` names the dataset (default the run's:
+    :func:`mtbench.report.runs.data_name`); absolute paths in the command are made relative to
+    ``base``. ``RecordError``/``ValueError`` naming the file for a run that is not a finished run
+    or has no integer seed.
     """
     if not ARM_RE.fullmatch(arm or ""):
         raise RecordError(f"arm {arm!r}: use letters, digits and _ . + - only")
