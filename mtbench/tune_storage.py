@@ -12,10 +12,12 @@ database"):
   ``postgresql+psycopg://user@host/db`` with the ``postgres`` extra). Optuna
   creates the tables of a new database without a lock, so workers started
   together race and all but one used to die (``table studies already
-  exists``); here the losers open it again once the winner is done. On a
-  database, Optuna's heartbeat (``tune.heartbeat_interval``) lets the live
-  workers fail and retry the trial of a worker that died on another machine;
-  on one machine a rerun also finds it by its process id (mtbench.tune).
+  exists``); here the losers open it again once the winner is done. SQLite
+  has no row lock, so there each transaction takes the write lock when it
+  begins: two workers never claim the same enqueued trial. On a database,
+  Optuna's heartbeat (``tune.heartbeat_interval``) lets the live workers fail
+  and retry the trial of a worker that died on another machine; on one
+  machine a rerun also finds it by its process id (mtbench.tune).
 """
 
 from __future__ import annotations
@@ -106,7 +108,10 @@ def _database_storage(url: str, key: str, heartbeat: Heartbeat | None):
     rng = random.Random()  # not the global RNG: workers started together would draw the same delays
     for attempt in range(1, STORAGE_ATTEMPTS + 1):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **beats)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **beats)
+            if scheme.startswith("sqlite"):
+                _lock_at_begin(storage.engine)
+            return storage
         except (exc.NoSuchModuleError, exc.ArgumentError):
             raise ConfigError(f"{key}={shown}: unknown database URL scheme {scheme!r}; give a journal file path or "
                               f"a URL such as sqlite:///study.db or postgresql+psycopg://user@host/db") from None
@@ -126,6 +131,31 @@ def _database_storage(url: str, key: str, heartbeat: Heartbeat | None):
             raise ConfigError(f"{key}={shown}: cannot open the database ({first_line(err)}); check the URL, the "
                               f"server and the permissions, or give a journal file path") from None
     raise AssertionError("unreachable")
+
+
+def _lock_at_begin(engine) -> None:
+    """Make every SQLite transaction of ``engine`` take the database's write lock when it begins.
+
+    Optuna claims an enqueued trial by reading it (``SELECT ... FOR UPDATE``),
+    checking that it is WAITING and marking it RUNNING. SQLite has no row lock,
+    and Python's driver begins a transaction only at the first write, so two
+    workers could both read WAITING and both run the trial; the second to
+    finish then died on "Cannot tell a COMPLETE trial". ``BEGIN IMMEDIATE``
+    makes the read and the write one step, as the row lock does on
+    PostgreSQL; a worker waits (up to the 60 s busy timeout) for another's.
+    This is SQLAlchemy's documented recipe for SQLite transactions.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _driver_does_not_begin(dbapi_connection, connection_record) -> None:  # noqa: ARG001
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # the connections Optuna opened to create the schema: later ones get the listeners
 
 
 def _journal_storage(path: Path, key: str):

@@ -234,3 +234,39 @@ def test_a_trial_whose_worker_stopped_beating_is_failed_and_enqueued_again(tmp_p
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
     assert trials[1].user_attrs["retry_of"] == 0 and trials[1].system_attrs["fixed_params"] == trials[0].params
     assert trials_to_retry(trials, ranges) == []  # already retried: a rerun does not enqueue it again
+
+
+def test_two_workers_claiming_the_same_waiting_trial_at_once_on_sqlite_only_one_gets_it(tmp_path):
+    """SQLite has no row lock (Optuna's SELECT ... FOR UPDATE is a plain SELECT there): two workers that both read
+    an enqueued trial as WAITING before either marks it RUNNING both used to run it, and the second to finish
+    died on "Cannot tell a COMPLETE trial". Worker A is held between its read and its write while B claims."""
+    import threading
+
+    import optuna
+    from optuna.trial import TrialState
+    from sqlalchemy import event
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    a, b = make_storage(url), make_storage(url)
+    study = optuna.create_study(study_name="race", storage=a)
+    study.enqueue_trial({"x": 1.0})
+    [waiting] = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    a_has_read, b_is_done, paused = threading.Event(), threading.Event(), []
+
+    def hold_a_after_its_read(conn, cursor, statement, *args):  # noqa: ARG001
+        if not paused and statement.lstrip().upper().startswith("SELECT") and "trials" in statement:
+            paused.append(statement)
+            a_has_read.set()
+            b_is_done.wait(2)  # B claims now; with the lock taken at BEGIN, B waits for A instead
+
+    claimed = {}
+    event.listen(a.engine, "after_cursor_execute", hold_a_after_its_read)
+    worker_a = threading.Thread(target=lambda: claimed.update(
+        a=a.set_trial_state_values(waiting._trial_id, TrialState.RUNNING)))
+    worker_a.start()
+    assert a_has_read.wait(30)
+    claimed["b"] = b.set_trial_state_values(waiting._trial_id, TrialState.RUNNING)
+    b_is_done.set()
+    worker_a.join(60)
+    assert claimed == {"a": True, "b": False}  # A read first: A runs it; B sees RUNNING and asks for another
+    assert study.trials[0].state == TrialState.RUNNING
