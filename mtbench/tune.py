@@ -39,6 +39,8 @@ heartbeats that let live workers retry a dead worker's trial).
 The best weights go to ``<baselines_dir>/<model>-<data>.yaml`` with the
 validation score, the test metrics of a full-budget run with those weights
 (``tune.final_run``), the budget, the trial counts and the command.
+``tune.n_trials=0`` runs no trial: it writes the baseline (and the final run)
+from the study as it stands, e.g. after an interrupt during the final run.
 
 Faults lose nothing. SIGINT/SIGTERM end tune as
 :class:`~mtbench.errors.RunInterrupted` (the command line prints one line
@@ -93,7 +95,7 @@ def _validate(t: DictConfig) -> None:
     def int_at_least(key: str, low: int) -> None:
         validate.int_at_least(f"tune.{key}", t.get(key), low, error=ConfigError)
 
-    int_at_least("n_trials", 1)
+    int_at_least("n_trials", 0)
     int_at_least("min_resource", 1)
     int_at_least("max_resource", 1)
     int_at_least("reduction_factor", 2)
@@ -353,8 +355,10 @@ class _Progress:
             return f"no trial had started; {rerun} to tune"
         study = f"study {self.study_name!r} in {self.storage}"
         if self.phase == "final":
-            return (f"{rerun} to continue {study} (every trial of this run had finished; the rerun runs "
-                    f"tune.n_trials more trials, then the final run with the best weights)")
+            final_only = " ".join(["mtbench", "tune", *(a for a in sys.argv[1:] if not a.startswith(
+                ("tune.n_trials=", "+tune.n_trials=", "++tune.n_trials="))), "tune.n_trials=0"])
+            return (f"every trial of this run had finished: `{final_only}` does just the final run with the best "
+                    f"weights of {study} ({rerun} runs tune.n_trials more trials first)")
         left = self.n_trials - self.finished
         return (f"{rerun} to continue {study}: the interrupted trial is retried from its start "
                 f"({self.finished} of this run's {self.n_trials} trials had finished; tune.n_trials={left} "
@@ -540,8 +544,9 @@ def _tune(cfg: DictConfig, out: Path | None, progress: _Progress) -> dict[str, A
         log.info(describe_trial(tr, progress.finished, t.n_trials, key, t.resource, _best_or_none(study_)))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    prepare_queue(study, ranges, default_weights if t.enqueue_defaults else None)
-    study.optimize(objective, n_trials=t.n_trials, catch=(NonFiniteLossError,), callbacks=[on_trial_end])
+    if t.n_trials > 0:  # 0: the baseline (and final run) from the study as it stands
+        prepare_queue(study, ranges, default_weights if t.enqueue_defaults else None)
+        study.optimize(objective, n_trials=t.n_trials, catch=(NonFiniteLossError,), callbacks=[on_trial_end])
     counts = _counts(study, t.max_resource)
     try:
         best = study.best_trial

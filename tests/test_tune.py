@@ -211,3 +211,37 @@ def test_a_rerun_that_continues_a_study_draws_new_weights(tmp_path):
     assert set(first) == set(second) and all(first[k] != second[k] for k in first)
     assert sampler_seed(0, 0, 0) == 0 and sampler_seed(2, 1, 0) == 2001  # a new study: seed * 1000 + worker
     assert sampler_seed(0, 0, 1) != sampler_seed(0, 1, 0) and sampler_seed(0, 0, 3) != sampler_seed(0, 0, 0)
+
+
+def test_n_trials_0_writes_the_baseline_and_final_run_from_the_study_as_it_stands(tmp_path):
+    """After an interrupt during the final run every trial is recorded: n_trials=0 runs no new trial."""
+    import json
+    from pathlib import Path
+
+    journal = tmp_path / "s.journal"
+    budget = ["tune.min_resource=2", "tune.max_resource=2", *TINY]
+    common = [f"tune.storage={journal}", *budget]
+    first = tune(compose_cfg(["tune.n_trials=2", "tune.final_run=false", f"baselines_dir={tmp_path / 'a'}",
+                              *common], config_name="tune"), out=tmp_path / "o1")
+    again = tune(compose_cfg(["tune.n_trials=0", "tune.final_run=true", f"baselines_dir={tmp_path / 'b'}",
+                              *common], config_name="tune"), out=tmp_path / "o2")
+    assert again["trials"]["total"] == first["trials"]["total"] == 2
+    assert again["best_trial"] == first["best_trial"] and again["weights"] == first["weights"]
+    final = json.loads((Path(again["final_run"]) / "summary.json").read_text())
+    assert final["final_weights"] == pytest.approx(again["weights"]) and "acc" in again["test_metrics"]
+    fresh = ["tune.n_trials=0", f"tune.storage={tmp_path / 'new.journal'}", f"baselines_dir={tmp_path / 'c'}",
+             *budget]
+    with pytest.raises(ConfigError, match=r"no trial of study 'mnist-mnist5k' completed .*raise tune.n_trials"):
+        tune(compose_cfg(fresh, config_name="tune"), out=tmp_path / "o3")
+    assert not (tmp_path / "c").exists()
+
+
+def test_an_interrupt_in_the_final_run_names_the_command_that_does_just_the_final_run(monkeypatch):
+    from mtbench.tune import _Progress
+
+    monkeypatch.setattr(sys, "argv", ["mtbench tune", "model=mnist", "tune.n_trials=5", "tune.worker=1"])
+    progress = _Progress(5)
+    progress.study, progress.study_name, progress.storage, progress.phase = object(), "mnist-mnist5k", "s.j", "final"
+    assert "`mtbench tune model=mnist tune.worker=1 tune.n_trials=0` does just the final run" in progress.hint()
+    progress.phase = "trials"
+    assert "tune.n_trials=5 runs just the rest" in progress.hint()
