@@ -15,7 +15,9 @@ same overrides (the job was run again under another job number, as the
 reproduce scripts do). An unreadable ``failed.json`` counts as a failure. This
 works for the basic launcher and for hydra-submitit-launcher
 (``hydra/launcher=submitit_local`` or ``submitit_slurm``), whose jobs run in
-other processes or on other machines.
+other processes or on other machines. Before a Slurm sweep starts, it refuses
+a time limit and warning signal that could signal a job in its first 30 s
+(:func:`slurm_signal_problem`).
 """
 
 from __future__ import annotations
@@ -108,8 +110,39 @@ def superseded_by(failure: Failure, finished: list[tuple[Path, frozenset[str] | 
     return None
 
 
+SLURM_CHECK_S = 30  # slurmctld checks time limits (and sends the --signal warning) every 30 s
+
+
+def slurm_signal_problem(launcher: Any) -> str | None:
+    """Why a Slurm launcher's time limit and warning signal do not fit together, else None.
+
+    slurmctld sends SIGUSR2 at its first 30-s check from ``signal_delay_s`` + 30 s before the limit on, so a job
+    may get it ``timeout_min`` * 60 - ``signal_delay_s`` - 30 s after it starts. Less than 30 s, and the signal can
+    come while Python is still importing, before submitit has set its handler: the signal then ends the job
+    instead of requeueing it."""
+    target = str(launcher.get("_target_", "")) if hasattr(launcher, "get") else ""
+    if not target.endswith("SlurmLauncher"):
+        return None
+    limit, delay = launcher.get("timeout_min"), launcher.get("signal_delay_s")
+    if not isinstance(limit, (int, float)) or not isinstance(delay, (int, float)):
+        return None
+    earliest = limit * 60 - delay - SLURM_CHECK_S
+    if earliest >= SLURM_CHECK_S:
+        return None
+    return (f"hydra.launcher.signal_delay_s={delay} with hydra.launcher.timeout_min={limit}: Slurm may send the "
+            f"time-limit signal {max(earliest, 0):g} s into a job (it checks every {SLURM_CHECK_S} s), before the "
+            f"job can checkpoint; keep timeout_min * 60 - signal_delay_s >= {2 * SLURM_CHECK_S}")
+
+
 class SweepReport(Callback):
-    """At the end of a multirun: count finished and failed jobs; exit 1 if any failed."""
+    """Before a multirun: refuse Slurm time settings that signal a job before it can start. At its end: count
+    finished and failed jobs; exit 1 if any failed."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        why = slurm_signal_problem(config.hydra.launcher)
+        if why:
+            print(f"error: {why}", file=sys.stderr)
+            raise SystemExit(2)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(str(config.hydra.sweep.dir))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from mtbench.sweep import SweepReport, record_failure
+from mtbench.sweep import SweepReport, record_failure, slurm_signal_problem
 
 OVERRIDES = ["method=fixed", "seed=1", "trainer.max_steps=2"]
 
@@ -152,3 +152,40 @@ def test_an_interrupt_stops_the_multirun_and_is_not_a_failure(tmp_path):
     assert (first / "checkpoints" / "last.pt").is_file() and not (first / "summary.json").exists()
     assert not list((tmp_path / "sweep").rglob("failed.json"))
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["0_mnist_fixed_s0"]
+
+
+SLURM = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+
+
+@pytest.mark.parametrize("limit, delay, ok", [
+    (1, 50, False),   # first check may signal at 60 - 50 - 30 < 0 s: while Python imports
+    (1, 1, False),    # 60 - 1 - 30 = 29 s: one second short
+    (1, 0, True),     # 30 s
+    (2, 60, True),    # 30 s (tests/test_slurm.py's setting)
+    (2, 61, False),
+    (240, 120, True),  # the preset
+])
+def test_slurm_signal_must_leave_a_job_30_s_after_slurms_30_s_check(limit, delay, ok):
+    launcher = OmegaConf.create({"_target_": SLURM, "timeout_min": limit, "signal_delay_s": delay})
+    assert (slurm_signal_problem(launcher) is None) == ok
+
+
+def test_other_launchers_are_not_checked():
+    local = {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
+             "timeout_min": 1, "signal_delay_s": 50}
+    assert slurm_signal_problem(OmegaConf.create(local)) is None
+    assert slurm_signal_problem(OmegaConf.create({"_target_": "hydra._internal.core_plugins.basic_launcher."
+                                                              "BasicLauncher"})) is None
+
+
+def test_a_slurm_sweep_signalled_before_it_can_start_is_refused_in_one_line_before_anything_is_made(tmp_path):
+    sweep = tmp_path / "sweep"
+    r = subprocess.run([sys.executable, "-m", "mtbench.cli", "train", "-m", "hydra/launcher=slurm_cluster",
+                        "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=50", "seed=0,1",
+                        f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "error: hydra.launcher.signal_delay_s=50 with hydra.launcher.timeout_min=1: Slurm may send the time-limit "
+        "signal 0 s into a job (it checks every 30 s), before the job can checkpoint; keep timeout_min * 60 - "
+        "signal_delay_s >= 60"]
+    assert not sweep.exists()
