@@ -120,8 +120,7 @@ def slurm_signal_problem(launcher: Any) -> str | None:
     may get it ``timeout_min`` * 60 - ``signal_delay_s`` - 30 s after it starts. Less than 30 s, and the signal can
     come while Python is still importing, before submitit has set its handler: the signal then ends the job
     instead of requeueing it."""
-    target = str(launcher.get("_target_", "")) if hasattr(launcher, "get") else ""
-    if not target.endswith("SlurmLauncher"):
+    if not str(launcher.get("_target_", "")).endswith("SlurmLauncher"):
         return None
     limit, delay = launcher.get("timeout_min"), launcher.get("signal_delay_s")
     if not isinstance(limit, (int, float)) or not isinstance(delay, (int, float)):
